@@ -1,0 +1,166 @@
+"""Small shared helpers: row normalisation, device resolution, numpy <-> torch.
+
+numpy <-> torch conversion happens only here, at the edges (as skorch's
+``to_tensor``/``to_numpy``); everything else passes arrays in one of the two
+worlds.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import numpy as np
+
+#: Norms below this are treated as zero when normalising rows.
+EPS = 1e-12
+
+
+def normalize_rows(X, *, copy=True):
+    """L2-normalise the rows of a 2-D array; zero rows stay zero.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Rows to normalise.
+    copy : bool, default=True
+        Whether to return a new array (otherwise ``X`` is modified in place).
+
+    Returns
+    -------
+    X_normalized : ndarray of shape (n_samples, n_features)
+        Rows with unit Euclidean norm (rows of norm below ``1e-12`` are
+        returned as zeros, never NaN).
+    """
+    X = np.array(X, copy=copy)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    np.divide(X, np.maximum(norms, EPS), out=X)
+    X[(norms <= EPS).ravel()] = 0.0
+    return X
+
+
+def center_embeddings(X, mean):
+    """The SpLiCE input transform ``z = normalize(normalize(x) - mean)``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Raw embeddings.
+    mean : ndarray of shape (n_features,) or None
+        Modality mean (e.g. the MSCOCO image mean); ``None`` skips centring.
+
+    Returns
+    -------
+    Z : ndarray of shape (n_samples, n_features)
+        Centred, unit-norm rows.
+    """
+    Z = normalize_rows(X)
+    if mean is not None:
+        Z -= np.asarray(mean, dtype=Z.dtype)
+        normalize_rows(Z, copy=False)
+    return Z
+
+
+def recompose(codes, dictionary, mean):
+    """Dense reconstruction ``normalize(normalize(codes @ C) + mean)``.
+
+    A row whose codes are all zero reconstructs to ``normalize(mean)`` (or to
+    zeros when ``mean`` is None); the output is never NaN.
+
+    Parameters
+    ----------
+    codes : ndarray or sparse matrix of shape (n_samples, n_concepts)
+        Nonnegative concept weights.
+    dictionary : ndarray of shape (n_concepts, n_features)
+        Unit-norm concept rows.
+    mean : ndarray of shape (n_features,) or None
+        Modality mean added back after recomposition.
+
+    Returns
+    -------
+    X_hat : ndarray of shape (n_samples, n_features)
+    """
+    R = np.asarray(codes @ dictionary)
+    R = normalize_rows(R, copy=False)
+    if mean is not None:
+        R += np.asarray(mean, dtype=R.dtype)
+        normalize_rows(R, copy=False)
+    return R
+
+
+def resolve_device(device):
+    """Turn a device string into a concrete ``torch.device``.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``.
+
+    Returns
+    -------
+    device : torch.device
+
+    Raises
+    ------
+    ValueError
+        If CUDA is requested but not available, or the string is not a device.
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(
+            f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        )
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but no CUDA GPU is available "
+                "(torch.cuda.is_available() is False); use device='cpu' or "
+                "device='auto'."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    elif dev.type != "cpu":
+        raise ValueError(
+            f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        )
+    return dev
+
+
+def to_tensor(X, device, dtype=None):
+    """numpy array -> torch tensor on ``device`` (no copy where possible)."""
+    import torch
+
+    if isinstance(X, torch.Tensor):
+        return X.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.ascontiguousarray(X), device=device, dtype=dtype)
+
+
+def to_numpy(T):
+    """torch tensor -> numpy array on the CPU."""
+    import torch
+
+    if isinstance(T, torch.Tensor):
+        return T.detach().cpu().numpy()
+    return np.asarray(T)
+
+
+def suggest(name, choices, n=3):
+    """A ``" Did you mean ...?"`` suffix listing close matches, or ``""``."""
+    matches = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=0.6)
+    if not matches:
+        return ""
+    return " Did you mean " + ", ".join(repr(m) for m in matches) + "?"

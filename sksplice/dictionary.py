@@ -1,0 +1,233 @@
+"""The concept dictionary: concept names and their unit-norm, centred embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._utils import EPS, normalize_rows
+
+__all__ = ["ConceptDictionary", "as_concept_dictionary"]
+
+
+class ConceptDictionary:
+    """Concept names with their embeddings, prepared as SpLiCE's dictionary ``C``.
+
+    Each embedding is L2-normalised; with ``center=True`` (the default, as in
+    the paper) the mean over the vocabulary is subtracted and every row is
+    normalised again.
+
+    Parameters
+    ----------
+    names : sequence of str of length n_concepts
+        Unique concept names (they become the transformer's feature names).
+    embeddings : array-like of shape (n_concepts, n_features)
+        Text embeddings of the concepts (e.g. CLIP's text tower on each name).
+    center : bool, default=True
+        Subtract the vocabulary mean after the first normalisation.
+    metadata : dict, default=None
+        Free-form provenance (model, vocabulary, prompt template...).
+
+    Attributes
+    ----------
+    names : ndarray of shape (n_concepts,), dtype=object
+        The concept names.
+    embeddings : ndarray of shape (n_concepts, n_features)
+        The prepared dictionary: unit-norm (and centred) rows, float64.
+    text_mean : ndarray of shape (n_features,)
+        Mean of the normalised raw embeddings (the vocabulary's text mean,
+        used to centre text inputs).
+    n_concepts : int
+    n_features : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksplice import ConceptDictionary
+    >>> E = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
+    >>> cd = ConceptDictionary(["cat", "dog", "car"], E)
+    >>> cd.n_concepts, cd.n_features
+    (3, 3)
+    >>> np.allclose(np.linalg.norm(cd.embeddings, axis=1), 1.0)
+    True
+    """
+
+    def __init__(self, names, embeddings, *, center=True, metadata=None):
+        names = _check_names(names)
+        E = _check_embeddings(embeddings)
+        if len(names) != E.shape[0]:
+            raise ValueError(
+                f"ConceptDictionary got {len(names)} names but {E.shape[0]} embedding "
+                "rows; pass exactly one embedding row per concept name."
+            )
+        norms = np.linalg.norm(E, axis=1)
+        zero = np.flatnonzero(norms <= EPS)
+        if zero.size:
+            raise ValueError(
+                f"the dictionary row(s) for {[names[i] for i in zero[:5]]} are zero; "
+                "a concept needs a nonzero embedding: drop these concepts or re-encode them."
+            )
+        E = E / norms[:, None]
+        self.text_mean = E.mean(axis=0)
+        if center:
+            if E.shape[0] < 2:
+                raise ValueError(
+                    "centring a dictionary of one concept leaves a zero row; pass "
+                    "center=False or give at least two concepts."
+                )
+            E = E - self.text_mean
+            norms = np.linalg.norm(E, axis=1)
+            zero = np.flatnonzero(norms <= 1e-8)
+            if zero.size:
+                raise ValueError(
+                    f"after subtracting the vocabulary mean, the row(s) for "
+                    f"{[names[i] for i in zero[:5]]} are zero (the embedding equals the "
+                    "mean of the vocabulary); drop them or pass center=False."
+                )
+            E = E / norms[:, None]
+        self.names = np.asarray(names, dtype=object)
+        self.embeddings = E
+        self.center = center
+        self.metadata = dict(metadata or {})
+
+    @classmethod
+    def from_prepared(cls, names, embeddings, *, text_mean=None, metadata=None):
+        """Wrap an already prepared dictionary (unit-norm rows) without reprocessing.
+
+        Parameters
+        ----------
+        names : sequence of str of length n_concepts
+        embeddings : array-like of shape (n_concepts, n_features)
+            Rows that are already normalised (and centred if desired).
+        text_mean : ndarray of shape (n_features,), default=None
+        metadata : dict, default=None
+
+        Returns
+        -------
+        dictionary : ConceptDictionary
+        """
+        names = _check_names(names)
+        E = _check_embeddings(embeddings)
+        if len(names) != E.shape[0]:
+            raise ValueError(
+                f"got {len(names)} names but {E.shape[0]} embedding rows; pass one "
+                "row per name."
+            )
+        norms = np.linalg.norm(E, axis=1)
+        if not np.allclose(norms, 1.0, atol=1e-4):
+            raise ValueError(
+                "from_prepared expects unit-norm rows; use ConceptDictionary(names, "
+                "embeddings) to normalise them."
+            )
+        self = cls.__new__(cls)
+        self.names = np.asarray(names, dtype=object)
+        self.embeddings = E / norms[:, None]
+        self.text_mean = (
+            np.zeros(E.shape[1]) if text_mean is None else np.asarray(text_mean, dtype=np.float64)
+        )
+        self.center = None
+        self.metadata = dict(metadata or {})
+        return self
+
+    @property
+    def n_concepts(self):
+        return self.embeddings.shape[0]
+
+    @property
+    def n_features(self):
+        return self.embeddings.shape[1]
+
+    def __len__(self):
+        return self.n_concepts
+
+    def __repr__(self):
+        return f"ConceptDictionary(n_concepts={self.n_concepts}, n_features={self.n_features})"
+
+    def __eq__(self, other):
+        if not isinstance(other, ConceptDictionary):
+            return NotImplemented
+        return (
+            self.embeddings.shape == other.embeddings.shape
+            and np.array_equal(self.names, other.names)
+            and np.array_equal(self.embeddings, other.embeddings)
+        )
+
+    __hash__ = None
+
+    def index(self, name):
+        """Column index of concept ``name`` (``KeyError`` naming close matches)."""
+        from ._utils import suggest
+
+        hits = np.flatnonzero(self.names == name)
+        if hits.size == 0:
+            raise KeyError(f"concept {name!r} is not in the dictionary.{suggest(name, self.names)}")
+        return int(hits[0])
+
+
+def _check_names(names):
+    if isinstance(names, str):
+        raise ValueError("names must be a sequence of concept names, not one string.")
+    try:
+        names = [n for n in names]
+    except TypeError:
+        raise ValueError("names must be a sequence of concept names (strings).") from None
+    bad = [n for n in names if not isinstance(n, (str, np.str_))]
+    if bad:
+        raise ValueError(
+            f"concept names must be strings; got {type(bad[0]).__name__} {bad[0]!r}. "
+            "Convert them with [str(n) for n in names]."
+        )
+    names = [str(n) for n in names]
+    if not names:
+        raise ValueError("the dictionary is empty: give at least one concept name.")
+    seen, dup = set(), []
+    for n in names:
+        if n in seen and n not in dup:
+            dup.append(n)
+        seen.add(n)
+    if dup:
+        raise ValueError(
+            f"duplicate concept names {dup[:5]}: each concept must appear once "
+            "(deduplicate the vocabulary, e.g. with dict.fromkeys(names))."
+        )
+    return names
+
+
+def _check_embeddings(embeddings):
+    try:
+        E = np.asarray(embeddings, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "dictionary embeddings must be a numeric array of shape (n_concepts, "
+            "n_features)."
+        ) from None
+    if E.ndim != 2:
+        raise ValueError(
+            f"dictionary embeddings must be 2-D (n_concepts, n_features); got shape "
+            f"{E.shape}."
+        )
+    if E.shape[0] == 0 or E.shape[1] == 0:
+        raise ValueError(f"dictionary embeddings are empty (shape {E.shape}).")
+    if not np.all(np.isfinite(E)):
+        raise ValueError("dictionary embeddings contain NaN or inf; re-encode those concepts.")
+    return E
+
+
+def as_concept_dictionary(dictionary):
+    """Coerce a ``ConceptDictionary`` or a ``(names, embeddings)`` pair.
+
+    Parameters
+    ----------
+    dictionary : ConceptDictionary or tuple of (names, embeddings)
+
+    Returns
+    -------
+    dictionary : ConceptDictionary
+    """
+    if isinstance(dictionary, ConceptDictionary):
+        return dictionary
+    if isinstance(dictionary, (tuple, list)) and len(dictionary) == 2:
+        return ConceptDictionary(dictionary[0], dictionary[1])
+    raise ValueError(
+        f"dictionary must be a ConceptDictionary or a (names, embeddings) pair; got "
+        f"{type(dictionary).__name__}."
+    )

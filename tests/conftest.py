@@ -1,0 +1,120 @@
+"""Shared fixtures: fixed seeds and the real-data files of ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: ../shared/data relative to the project root (override with SKSPLICE_SHARED_DATA).
+SHARED_DATA = Path(
+    os.environ.get("SKSPLICE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
+CLIP_DIR = SHARED_DATA / "clip-vit-b32"
+SPLICE_DIR = SHARED_DATA / "splice"
+
+
+def _require(path):
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is missing")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    np.random.seed(0)
+    try:
+        import torch
+
+        torch.manual_seed(0)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir():
+    """The ``../shared/data`` folder (skips when absent)."""
+    return _require(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def splice_data_dir():
+    """``../shared/data/splice``: the reference vocabularies and image means."""
+    return _require(SPLICE_DIR)
+
+
+@pytest.fixture(scope="session")
+def lvis():
+    """LVIS category names and their (unnormalised) CLIP ViT-B/32 text embeddings."""
+    _require(CLIP_DIR / "lvis_text.npy")
+    cats = json.loads((CLIP_DIR / "lvis_categories.json").read_text())
+    cats = sorted(cats, key=lambda c: c["id"])
+    names = [c["name"] for c in cats]
+    E = np.load(CLIP_DIR / "lvis_text.npy").astype(np.float64)
+    return names, E
+
+
+@pytest.fixture(scope="session")
+def imagenet_text():
+    """ImageNet class names and their unit-norm zero-shot text embeddings (1000, 512)."""
+    _require(CLIP_DIR / "imagenet_zeroshot_head.npy")
+    names = json.loads((CLIP_DIR / "imagenet_classes.json").read_text())
+    X = np.load(CLIP_DIR / "imagenet_zeroshot_head.npy").astype(np.float64).T
+    return names, X
+
+
+@pytest.fixture(scope="session")
+def micrographs():
+    """Micrograph image embeddings (867, 512) and their label table (a list of dicts)."""
+    import csv
+
+    _require(CLIP_DIR / "micrographs_image.npy")
+    X = np.load(CLIP_DIR / "micrographs_image.npy").astype(np.float64)
+    with open(CLIP_DIR / "micrographs_labels.csv", newline="") as f:
+        labels = list(csv.DictReader(f))
+    return X, labels
+
+
+@pytest.fixture(scope="session")
+def clip_image_mean():
+    """The OpenAI ViT-B/32 MSCOCO image mean, shape (512,)."""
+    import torch
+
+    path = _require(SPLICE_DIR / "clip_ViT-B-32_image.pt")
+    return torch.load(path, map_location="cpu").numpy().astype(np.float64)
+
+
+def coherent_problem(n_concepts=300, n_features=48, n_samples=30, n_active=6, noise=0.02,
+                     coherence=2.0, seed=0):
+    """A synthetic CLIP-like problem: a coherent dictionary, sparse nonnegative codes, noise.
+
+    Returns ``(names, E, X, W_true)`` where ``E`` is the raw dictionary (a shared
+    direction plus low-rank structure plus noise, so concepts are strongly
+    correlated as CLIP's are), ``X`` the inputs built from the centred
+    dictionary and ``W_true`` the planted codes.
+    """
+    from sksplice import ConceptDictionary
+
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=n_features)
+    basis = rng.normal(size=(8, n_features))
+    E = coherence * shared + rng.normal(size=(n_concepts, 8)) @ basis * 0.5 + rng.normal(
+        size=(n_concepts, n_features)
+    )
+    names = [f"concept_{i}" for i in range(n_concepts)]
+    C = ConceptDictionary(names, E).embeddings
+    W = np.zeros((n_samples, n_concepts))
+    for i in range(n_samples):
+        idx = rng.choice(n_concepts, n_active, replace=False)
+        W[i, idx] = rng.uniform(0.5, 1.5, n_active)
+    X = W @ C + noise * rng.normal(size=(n_samples, n_features))
+    return names, E, X, W
+
+
+@pytest.fixture
+def synthetic():
+    """A small coherent synthetic problem (see :func:`coherent_problem`)."""
+    return coherent_problem()
