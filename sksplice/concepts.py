@@ -1,0 +1,261 @@
+"""Concept dictionaries from a vocabulary and a CLIP encoder, cached on disk.
+
+:func:`build_dictionary` encodes each concept (through the prompt template)
+with the encoder's text tower, normalises the embeddings, and builds the
+:class:`~sksplice.ConceptDictionary` (subtract the vocabulary mean,
+normalise).  The normalised embeddings are cached under
+``<cache_dir>/dictionaries/`` keyed by everything that changes them: the
+encoder's identity (model and tag, or the checkpoint's SHA-256), the
+vocabulary's content, the prompt template, the encoding precision and the
+sksplice version.  A cache entry is written to a temporary file and moved
+into place atomically, so an interrupted run never leaves a corrupt entry; a
+damaged entry is detected on load and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+
+import numpy as np
+
+from ._download import get_cache_dir
+from ._version import __version__
+from .dictionary import ConceptDictionary
+from .vocabularies import load_vocabulary
+
+__all__ = ["build_dictionary", "dictionary_cache_key", "get_cache_dir", "vocabulary_digest"]
+
+_FORMAT = 1
+
+
+def vocabulary_digest(concepts):
+    """SHA-256 of a concept list (order and content).
+
+    Parameters
+    ----------
+    concepts : sequence of str
+
+    Returns
+    -------
+    digest : str
+
+    Examples
+    --------
+    >>> from sksplice.concepts import vocabulary_digest
+    >>> vocabulary_digest(["cat", "dog"]) == vocabulary_digest(["cat", "dog"])
+    True
+    >>> vocabulary_digest(["cat", "dog"]) == vocabulary_digest(["dog", "cat"])
+    False
+    """
+    h = hashlib.sha256()
+    for c in concepts:
+        h.update(c.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def dictionary_cache_key(identity, concepts, prompt_template="{}", precision="fp32"):
+    """The cache key of a concept dictionary (a SHA-256 hex string).
+
+    Parameters
+    ----------
+    identity : str
+        The encoder's :attr:`~sksplice.encoders.Encoder.identity`.
+    concepts : sequence of str
+    prompt_template : str, default="{}"
+    precision : str, default="fp32"
+
+    Returns
+    -------
+    key : str
+    """
+    fields = {
+        "format": _FORMAT,
+        "encoder": identity,
+        "vocabulary": vocabulary_digest(concepts),
+        "prompt_template": prompt_template,
+        "precision": precision,
+        "sksplice": __version__,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def _check_template(prompt_template):
+    import string
+
+    if not isinstance(prompt_template, str):
+        raise ValueError(f"prompt_template={prompt_template!r} must be a string such as '{{}}'.")
+    bad_format = ValueError(
+        f"prompt_template={prompt_template!r} is not a valid format string; use one '{{}}' "
+        "for the concept and escape literal braces as '{{{{' and '}}}}'."
+    )
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(prompt_template) if f is not None]
+    except ValueError:
+        raise bad_format from None
+    if fields != [""]:
+        raise ValueError(
+            f"prompt_template={prompt_template!r} must contain exactly one '{{}}' where the "
+            "concept goes, e.g. '{}' (the paper) or 'a photo of {}'."
+        )
+    try:
+        prompt_template.format("concept")
+    except (IndexError, KeyError, ValueError):  # pragma: no cover - caught by parse above
+        raise bad_format from None
+
+
+def build_dictionary(encoder, vocabulary="laion", *, vocabulary_size=10000, prompt_template="{}",
+                     clean=False, cache_dir=None, offline=None, progress=False, batch_size=256,
+                     cache=True):
+    """The SpLiCE concept dictionary of a vocabulary under a CLIP encoder (disk-cached).
+
+    Parameters
+    ----------
+    encoder : Encoder, str or tuple
+        The backbone (anything :func:`sksplice.get_encoder` accepts).
+    vocabulary : str, path-like or sequence of str, default="laion"
+        A built-in vocabulary name, a text file or a list of concepts (see
+        :func:`sksplice.load_vocabulary`).
+    vocabulary_size : int or None, default=10000
+        Keep the ``vocabulary_size`` most frequent concepts (``None``: the
+        vocabulary's default).
+    prompt_template : str, default="{}"
+        Each concept is encoded as ``prompt_template.format(concept)``.
+    clean : bool, default=False
+        Drop stopwords, numbers and punctuation-only concepts first.
+    cache_dir : str or path-like, default=None
+        Where vocabularies and dictionaries are cached (see
+        :func:`get_cache_dir`).
+    offline : bool or None, default=None
+        Never download (``None``: ``SKSPLICE_OFFLINE`` / ``HF_HUB_OFFLINE``).
+    progress : bool, default=False
+        Show a progress bar while encoding.
+    batch_size : int, default=256
+        Concepts encoded at once.
+    cache : bool, default=True
+        Read and write the disk cache.  Encoders without a stable identity
+        (random weights, unnamed user objects) are never cached.
+
+    Returns
+    -------
+    dictionary : ConceptDictionary
+        ``metadata`` records the encoder, vocabulary, prompt template and the
+        cache file (``metadata["cache_hit"]`` says whether it was loaded).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksplice import Encoder, build_dictionary
+    >>> class Letters:  # a toy "model": counts of a, b, c in the text
+    ...     def encode_image(self, images):
+    ...         return np.ones((len(images), 3))
+    ...     def encode_text(self, texts):
+    ...         return np.array([[t.count(c) + 0.1 for c in "abc"] for t in texts])
+    >>> enc = Encoder.from_model(Letters(), name="letters", device="cpu")
+    >>> cd = build_dictionary(enc, ["aa", "bb", "cc"], cache=False)
+    >>> cd.names.tolist(), cd.embeddings.shape
+    (['aa', 'bb', 'cc'], (3, 3))
+    """
+    from .encoders import get_encoder
+
+    _check_template(prompt_template)
+    enc = get_encoder(encoder, offline=offline)
+    concepts = load_vocabulary(vocabulary, vocabulary_size, clean=clean, cache_dir=cache_dir,
+                               offline=offline)
+    identity = enc.identity if cache else None
+    metadata = {
+        "encoder": identity or repr(enc),
+        "vocabulary": vocabulary if isinstance(vocabulary, str) else (
+            os.fspath(vocabulary) if isinstance(vocabulary, os.PathLike) else "<list>"),
+        "vocabulary_size": len(concepts),
+        "prompt_template": prompt_template,
+        "cache_hit": False,
+        "cache_file": None,
+    }
+    path = None
+    if identity is not None:
+        key = dictionary_cache_key(identity, concepts, prompt_template, enc.precision)
+        path = get_cache_dir(cache_dir) / "dictionaries" / f"{key[:40]}.npz"
+        metadata["cache_file"] = str(path)
+        raw = _read_entry(path, key, concepts)
+        if raw is not None:
+            metadata["cache_hit"] = True
+            return ConceptDictionary(concepts, raw, metadata=metadata)
+    texts = [prompt_template.format(c) for c in concepts]
+    raw = enc.encode_texts(texts, batch_size=batch_size, progress=progress)
+    if path is not None:
+        _write_entry(path, key, concepts, raw, identity, prompt_template)
+    return ConceptDictionary(concepts, raw, metadata=metadata)
+
+
+def _read_entry(path, key, concepts):
+    """The cached normalised embeddings, or None (a damaged entry is removed)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored_key = str(data["key"])
+            names = data["names"]
+            raw = np.asarray(data["embeddings"], dtype=np.float32)
+        ok = (
+            stored_key == key
+            and names.shape == (len(concepts),)
+            and names.tolist() == list(concepts)
+            and raw.ndim == 2 and raw.shape[0] == len(concepts)
+            and bool(np.all(np.isfinite(raw)))
+        )
+    except Exception as e:  # truncated zip, missing array, bad dtype...
+        ok = False
+        reason = f"{type(e).__name__}: {e}"
+    else:
+        reason = "its content does not match its key"
+    if ok:
+        return raw
+    warnings.warn(
+        f"the cached concept dictionary {path} is damaged ({reason}); it is removed and "
+        "the dictionary re-encoded.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return None
+
+
+def _write_entry(path, key, concepts, raw, identity, prompt_template):
+    """Write a cache entry atomically (temporary file + ``os.replace``); failures only warn."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        warnings.warn(f"cannot write the dictionary cache in {path.parent} ({e}); the "
+                      "dictionary will be re-encoded next time. Set cache_dir or "
+                      "SKSPLICE_CACHE to a writable folder.", RuntimeWarning, stacklevel=3)
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f, key=np.asarray(key), names=np.asarray(list(concepts), dtype=str),
+                embeddings=np.asarray(raw, dtype=np.float32),
+                encoder=np.asarray(identity), prompt_template=np.asarray(prompt_template),
+                version=np.asarray(__version__),
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            warnings.warn(f"cannot write the dictionary cache {path} ({e}); the dictionary "
+                          "will be re-encoded next time.", RuntimeWarning, stacklevel=3)
+            return
+        raise

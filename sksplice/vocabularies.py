@@ -1,0 +1,359 @@
+"""Concept vocabularies: the SpLiCE reference lists, custom lists and files, and a builder.
+
+A vocabulary is a list of concept strings ordered from least to most
+frequent, so the ``vocabulary_size`` most frequent concepts are the last
+entries (the convention of the SpLiCE reference files).  The built-in
+vocabularies are plain data in :data:`VOCABULARIES`, downloaded on first use
+and checked against pinned SHA-256 digests (see :mod:`sksplice._download`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+from ._download import DEFAULT_DATA_URL, fetch
+from ._utils import suggest
+
+__all__ = [
+    "ENGLISH_STOPWORDS",
+    "VOCABULARIES",
+    "build_vocabulary",
+    "clean_vocabulary",
+    "list_vocabularies",
+    "load_vocabulary",
+]
+
+#: The SpLiCE reference vocabularies: name -> where to get the file and its pinned digest.
+VOCABULARIES = {
+    "laion": {
+        "path": "vocab/laion.txt",
+        "url": DEFAULT_DATA_URL + "vocab/laion.txt",
+        "sha256": "aee8e260477dcfbc873f939955ffd472969859054ed46e245bbe8b37d10b508c",
+        "description": "37,445 single words from LAION-400m captions (the paper's default: "
+                       "the 10,000 most frequent)",
+        "default_size": 10000,
+    },
+    "laion_bigrams": {
+        "path": "vocab/laion_bigrams.txt",
+        "url": DEFAULT_DATA_URL + "vocab/laion_bigrams.txt",
+        "sha256": "6561525228843aa8b0d2b27e731c8c2b18dac0e4bdda40761933b0aecda1e67a",
+        "description": "10,000 words and 5,000 two-word phrases from LAION-400m captions",
+        "default_size": 15000,
+    },
+    "mscoco": {
+        "path": "vocab/mscoco.txt",
+        "url": DEFAULT_DATA_URL + "vocab/mscoco.txt",
+        "sha256": "ddd84fc591b2e49c1513cc3dcc199153df276a44686712e21a6efb7711e2d43b",
+        "description": "12,832 words from MSCOCO captions",
+        "default_size": 10000,
+    },
+}
+
+#: A small list of English function words, dropped by ``clean=True`` and by
+#: :func:`build_vocabulary` (articles, pronouns, prepositions, conjunctions,
+#: auxiliaries and a few caption fillers).
+ENGLISH_STOPWORDS = frozenset(
+    """
+    a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each either
+    few for from further had has have having he her here hers herself him himself his how
+    i if in into is it its itself just me more most my myself neither no nor not now of off
+    on once only or other our ours ourselves out over own same she should so some such
+    than that the their theirs them themselves then there these they this those through
+    to too under until up upon us very was we were what when where which while who whom
+    whose why will with within without would you your yours yourself yourselves
+    """.split()
+)
+
+# words (with inner apostrophes) and single punctuation marks, which break phrases
+_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]")
+
+
+def list_vocabularies():
+    """Names of the built-in vocabularies.
+
+    Returns
+    -------
+    names : list of str
+        Keys of :data:`VOCABULARIES` (``"laion"``, ``"laion_bigrams"``,
+        ``"mscoco"``).
+
+    Examples
+    --------
+    >>> from sksplice import list_vocabularies
+    >>> list_vocabularies()
+    ['laion', 'laion_bigrams', 'mscoco']
+    """
+    return list(VOCABULARIES)
+
+
+def load_vocabulary(vocabulary="laion", vocabulary_size=None, *, clean=False, cache_dir=None,
+                    offline=None):
+    """The concepts of a vocabulary, least to most frequent.
+
+    Parameters
+    ----------
+    vocabulary : str, path-like or sequence of str, default="laion"
+        A name from :func:`list_vocabularies` (downloaded on first use and
+        cached), a text file with one concept a line (least to most frequent),
+        or the concepts themselves.  As in the SpLiCE reference, a line is
+        stripped and only the text before the first ``", "`` is kept; blank
+        lines are skipped.
+    vocabulary_size : int or None, default=None
+        Keep the last (most frequent) ``vocabulary_size`` concepts; ``None``
+        keeps the registry's default size for a built-in vocabulary (10,000 for
+        ``"laion"``) and everything for a file or list.
+    clean : bool, default=False
+        Drop stopwords, numbers and tokens without letters (see
+        :func:`clean_vocabulary`) *before* keeping the top ``vocabulary_size``.
+        Off by default, to reproduce the paper.
+    cache_dir : str or path-like, default=None
+        Where built-in vocabularies are cached (see
+        :func:`sksplice.concepts.get_cache_dir`).
+    offline : bool or None, default=None
+        Never download (``None``: ``SKSPLICE_OFFLINE`` / ``HF_HUB_OFFLINE``).
+
+    Returns
+    -------
+    concepts : list of str
+        Unique concept strings, least to most frequent.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (close matches are suggested), empty vocabulary,
+        non-string or duplicate concepts.
+    FileNotFoundError
+        A built-in vocabulary is not cached and downloads are off.
+
+    Examples
+    --------
+    >>> from sksplice import load_vocabulary
+    >>> load_vocabulary(["sky", "tree", "dog", "cat"], vocabulary_size=2)
+    ['dog', 'cat']
+    >>> load_vocabulary(["the", "dog", "3", "cat"], clean=True)
+    ['dog', 'cat']
+    """
+    if vocabulary_size is not None:
+        if isinstance(vocabulary_size, bool) or not isinstance(vocabulary_size, int) or (
+            vocabulary_size < 1
+        ):
+            raise ValueError(
+                f"vocabulary_size={vocabulary_size!r} must be a positive integer (or None "
+                "for the whole vocabulary)."
+            )
+    source, default_size = _describe(vocabulary)
+    if isinstance(vocabulary, str) and vocabulary in VOCABULARIES:
+        entry = VOCABULARIES[vocabulary]
+        path = fetch(entry["path"], entry["sha256"], cache_dir=cache_dir, offline=offline,
+                     what=f"vocabulary {vocabulary!r}")
+        concepts = _read_lines(path)
+    elif isinstance(vocabulary, (str, os.PathLike)):
+        path = Path(vocabulary)
+        if not path.is_file():
+            if isinstance(vocabulary, str) and not _looks_like_file(vocabulary):
+                raise ValueError(
+                    f"unknown vocabulary {vocabulary!r}.{suggest(vocabulary, VOCABULARIES)} "
+                    f"Use one of {list_vocabularies()}, a list of concepts, or the path of a "
+                    "text file with one concept a line."
+                )
+            raise FileNotFoundError(
+                f"vocabulary file {str(path)!r} does not exist; pass an existing text file "
+                f"(one concept a line) or one of {list_vocabularies()}."
+            )
+        concepts = _read_lines(path)
+    else:
+        concepts = _check_list(vocabulary)
+    if clean:
+        concepts = clean_vocabulary(concepts)
+    size = vocabulary_size if vocabulary_size is not None else default_size
+    if size is not None:
+        concepts = concepts[-size:]
+    if not concepts:
+        raise ValueError(
+            f"the vocabulary ({source}) is empty{' after cleaning' if clean else ''}; give at "
+            "least one concept" + (" or pass clean=False." if clean else ".")
+        )
+    _check_unique(concepts, source)
+    return concepts
+
+
+def _describe(vocabulary):
+    if isinstance(vocabulary, str) and vocabulary in VOCABULARIES:
+        return f"built-in {vocabulary!r}", VOCABULARIES[vocabulary]["default_size"]
+    if isinstance(vocabulary, (str, os.PathLike)):
+        return f"file {str(vocabulary)!r}", None
+    return "list", None
+
+
+def _looks_like_file(s):
+    return os.sep in s or "/" in s or os.path.splitext(s)[1] != ""
+
+
+def _read_lines(path):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"vocabulary file {str(path)!r} is not UTF-8 text; save it as UTF-8 with one "
+            "concept a line."
+        ) from None
+    concepts = []
+    for line in text.splitlines():
+        concept = line.strip().split(", ")[0]
+        if concept:
+            concepts.append(concept)
+    return concepts
+
+
+def _check_list(vocabulary):
+    if vocabulary is None:
+        raise ValueError(
+            "vocabulary=None: pass a built-in name "
+            f"({list_vocabularies()}), a list of concepts or a text file."
+        )
+    try:
+        concepts = list(vocabulary)
+    except TypeError:
+        raise ValueError(
+            f"vocabulary must be a name, a path or a list of strings; got "
+            f"{type(vocabulary).__name__}."
+        ) from None
+    bad = [c for c in concepts if not isinstance(c, str)]
+    if bad:
+        raise ValueError(
+            f"concepts must be strings; got {type(bad[0]).__name__} {bad[0]!r}. Convert "
+            "them with [str(c) for c in vocabulary]."
+        )
+    blank = [i for i, c in enumerate(concepts) if not c.strip()]
+    if blank:
+        raise ValueError(
+            f"concept number {blank[0]} is blank; every concept needs some text (drop the "
+            "empty strings)."
+        )
+    return [str(c) for c in concepts]
+
+
+def _check_unique(concepts, source):
+    seen, dup = set(), []
+    for c in concepts:
+        if c in seen and c not in dup:
+            dup.append(c)
+        seen.add(c)
+    if dup:
+        raise ValueError(
+            f"the vocabulary ({source}) repeats {dup[:5]}; each concept must appear once "
+            "(deduplicate it, e.g. list(dict.fromkeys(concepts)))."
+        )
+
+
+def _is_junk(concept, stopwords):
+    words = concept.lower().split()
+    if not words:
+        return True
+    if not any(ch.isalpha() for ch in concept):  # numbers, punctuation, symbols
+        return True
+    return all(w in stopwords for w in words)
+
+
+def clean_vocabulary(concepts, stopwords=None):
+    """Drop stopwords, numbers and punctuation-only entries, keeping the order.
+
+    Parameters
+    ----------
+    concepts : sequence of str
+    stopwords : collection of str, default=None
+        Words to drop (lower case); ``None`` uses :data:`ENGLISH_STOPWORDS`.
+        A multi-word concept is dropped only when all its words are
+        stopwords.
+
+    Returns
+    -------
+    concepts : list of str
+
+    Examples
+    --------
+    >>> from sksplice.vocabularies import clean_vocabulary
+    >>> clean_vocabulary(["-", "of", "2", "red car", "in the", "dog"])
+    ['red car', 'dog']
+    """
+    stop = ENGLISH_STOPWORDS if stopwords is None else frozenset(w.lower() for w in stopwords)
+    return [c for c in concepts if not _is_junk(c, stop)]
+
+
+def build_vocabulary(captions, n_words=10000, n_bigrams=5000, *, stopwords=None, min_count=1):
+    """Build a SpLiCE-style vocabulary from a caption corpus.
+
+    The paper's recipe: lower-case each caption, split it into word tokens,
+    drop stopwords and tokens that are not purely alphabetic, count the
+    remaining words and the two-word phrases formed by adjacent kept tokens,
+    and keep the ``n_words`` most frequent words and ``n_bigrams`` most
+    frequent bigrams.
+
+    Parameters
+    ----------
+    captions : iterable of str
+        The corpus, one caption per item.
+    n_words : int, default=10000
+        Number of single words to keep.
+    n_bigrams : int, default=5000
+        Number of two-word phrases to keep (``0`` for words only).
+    stopwords : collection of str, default=None
+        Words to drop; ``None`` uses :data:`ENGLISH_STOPWORDS`.
+    min_count : int, default=1
+        Drop terms seen fewer times.
+
+    Returns
+    -------
+    concepts : list of str
+        Words and bigrams ordered from least to most frequent (the order of
+        the reference vocabularies: the top concepts are the last entries;
+        ties keep first-seen terms nearer the end).
+
+    Examples
+    --------
+    >>> from sksplice import build_vocabulary
+    >>> caps = ["A red car on the road", "red car, parked", "a dog in a red car", "Dog 2024!"]
+    >>> build_vocabulary(caps, n_words=3, n_bigrams=1)
+    ['dog', 'red car', 'car', 'red']
+    """
+    for name, value in (("n_words", n_words), ("n_bigrams", n_bigrams), ("min_count", min_count)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}={value!r} must be a nonnegative integer.")
+    if isinstance(captions, str):
+        raise ValueError("captions must be an iterable of caption strings, not one string.")
+    stop = ENGLISH_STOPWORDS if stopwords is None else frozenset(w.lower() for w in stopwords)
+    words, bigrams = Counter(), Counter()
+    n_captions = 0
+    for caption in captions:
+        if not isinstance(caption, str):
+            raise ValueError(
+                f"captions must be strings; got {type(caption).__name__} {caption!r}."
+            )
+        n_captions += 1
+        prev = None
+        for token in _TOKEN.findall(caption.lower()):
+            if not token.isalpha() or token in stop:
+                prev = None  # a dropped token or a punctuation mark breaks the phrase
+                continue
+            words[token] += 1
+            if prev is not None:
+                bigrams[f"{prev} {token}"] += 1
+            prev = token
+    if n_captions == 0:
+        raise ValueError("captions is empty: pass at least one caption.")
+    top = [(t, c) for t, c in words.most_common(n_words) if c >= min_count]
+    if n_bigrams:
+        top += [(t, c) for t, c in bigrams.most_common(n_bigrams) if c >= min_count]
+    # stable sort, most frequent first (ties: words before bigrams, first seen first)
+    top.sort(key=lambda tc: -tc[1])
+    concepts = [t for t, _ in reversed(top)]
+    if not concepts:
+        raise ValueError(
+            "no concept survived tokenising and stopword removal; check the captions or "
+            "lower min_count."
+        )
+    return concepts

@@ -1,0 +1,58 @@
+"""Smoke runs of the issue-3 benchmark scripts on the CPU (tiny model, few concepts, offline)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _clip_helpers import TINY, TINY_CFG
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def env_and_config(tmp_path):
+    config = tmp_path / f"{TINY}.json"
+    config.write_text(json.dumps(TINY_CFG))
+    env = {**os.environ, "SKSPLICE_CACHE": str(tmp_path / "cache"), "SKSPLICE_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
+    return env, config
+
+
+def _run(args, env):
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_gpu_encode_vocabulary_runs_on_cpu_with_limit(env_and_config, splice_data_dir, tmp_path):
+    env, config = env_and_config
+    out = _run(["benchmarks/gpu_encode_vocabulary.py", "--model", TINY, "--model-config",
+                str(config), "--vocab-file", str(splice_data_dir / "laion.txt"), "--device",
+                "cpu", "--limit", "40", "--check", "8", "--save", str(tmp_path / "d.npz"),
+                "--json", str(tmp_path / "s.json")], env)
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["concepts"] == 40 and summary["truncated"] is True
+    assert summary["device"] == "cpu" and summary["precision"] == "fp32"
+    assert summary["max_abs_diff"] <= 1e-5
+    assert "concepts/s" in out
+    import numpy as np
+
+    with np.load(tmp_path / "d.npz") as d:
+        assert d["embeddings"].shape == (40, 32) and d["names"][-1] == "-"
+
+
+def test_bench_dictionary_smoke(env_and_config, splice_data_dir, tmp_path):
+    env, config = env_and_config
+    out = _run(["benchmarks/bench_dictionary.py", "--model", TINY, "--model-config", str(config),
+                "--vocab-file", str(splice_data_dir / "laion.txt"), "--n-concepts", "24",
+                "--repeat", "1", "--no-full-vocab", "--out", str(tmp_path / "b.json")], env)
+    results = json.loads((tmp_path / "b.json").read_text())
+    assert results["n"] == 24 and results["max_abs_diff"] <= 1e-5
+    assert results["cache_hit_s"] < 1.0
+    assert "speed-up" in out and "exact truncation" in out
