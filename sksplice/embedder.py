@@ -123,6 +123,12 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
         embeddings : ndarray of shape (n_samples, embed_dim), dtype float32
             Unit-norm rows.
         """
+        from .transformer import _is_dask_collection
+
+        if _is_dask_collection(X):
+            from ._dask import transform_dask
+
+            return transform_dask(self, X)
         enc = self._get_encoder()  # stateless: works without fit
         if self.input == "text":
             if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == 1:
