@@ -550,7 +550,8 @@ def _cmd_estimate_mean(args):
     import numpy as np
 
     from .means import estimate_mean
-    from .shards import _atomic_write, _read_images, list_image_files
+    from ._utils import atomic_write as _atomic_write
+    from .shards import _read_images, list_image_files
 
     root = Path(args.directory)
     images, _ = list_image_files(root)
@@ -594,7 +595,7 @@ def _cmd_estimate_mean(args):
 
 
 def _cmd_build_vocabulary(args):
-    from .shards import _atomic_write
+    from ._utils import atomic_write as _atomic_write
     from .vocabularies import build_vocabulary
 
     def captions(f):

@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 
 import numpy as np
 
 from ._download import get_cache_dir
+from ._utils import atomic_write
 from ._version import __version__
 from .dictionary import ConceptDictionary
 from .vocabularies import load_vocabulary
@@ -231,31 +231,13 @@ def _read_entry(path, key, concepts):
 def _write_entry(path, key, concepts, raw, identity, prompt_template):
     """Write a cache entry atomically (temporary file + ``os.replace``); failures only warn."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, lambda f: np.savez(
+            f, key=np.asarray(key), names=np.asarray(list(concepts), dtype=str),
+            embeddings=np.asarray(raw, dtype=np.float32),
+            encoder=np.asarray(identity), prompt_template=np.asarray(prompt_template),
+            version=np.asarray(__version__),
+        ))
     except OSError as e:
-        warnings.warn(f"cannot write the dictionary cache in {path.parent} ({e}); the "
-                      "dictionary will be re-encoded next time. Set cache_dir or "
-                      "SKSPLICE_CACHE to a writable folder.", RuntimeWarning, stacklevel=3)
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f, key=np.asarray(key), names=np.asarray(list(concepts), dtype=str),
-                embeddings=np.asarray(raw, dtype=np.float32),
-                encoder=np.asarray(identity), prompt_template=np.asarray(prompt_template),
-                version=np.asarray(__version__),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            warnings.warn(f"cannot write the dictionary cache {path} ({e}); the dictionary "
-                          "will be re-encoded next time.", RuntimeWarning, stacklevel=3)
-            return
-        raise
+        warnings.warn(f"cannot write the dictionary cache {path} ({e}); the dictionary "
+                      "will be re-encoded next time. Set cache_dir or SKSPLICE_CACHE to a "
+                      "writable folder.", RuntimeWarning, stacklevel=3)

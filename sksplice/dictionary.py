@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import EPS, normalize_rows
+from ._utils import EPS
 
 __all__ = ["ConceptDictionary", "as_concept_dictionary"]
 

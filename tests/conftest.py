@@ -17,6 +17,28 @@ CLIP_DIR = SHARED_DATA / "clip-vit-b32"
 SPLICE_DIR = SHARED_DATA / "splice"
 
 
+# scikit-learn's estimator checks: a dictionary fixes the embedding dimension, and
+# each check below fits data of one particular n_features, so it is run against an
+# estimator whose dictionary has that dimension (tests/test_common.py,
+# tests/test_editing.py); every other check runs at DEFAULT_DIM.
+#: n_features of the data each dimension-dependent check fits on.
+CHECK_DIMS = {
+    "check_fit2d_1feature": 1,
+    "check_estimators_overwrite_params": 2,
+    "check_estimators_fit_returns_self": 2,
+    "check_readonly_memmap_input": 2,
+    "check_fit_idempotent": 2,
+    "check_fit_check_is_fitted": 2,
+    "check_n_features_in": 2,
+    "check_n_features_in_after_fitting": 4,
+    "check_positive_only_tag_during_fit": 4,
+    "check_estimators_dtypes": 5,
+    "check_dtype_object": 10,
+    "check_fit2d_1sample": 10,
+}
+DEFAULT_DIM = 3
+
+
 def _require(path):
     if not path.exists():
         pytest.skip(f"real data not available: {path} is missing")

@@ -15,22 +15,8 @@ from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from sksplice import ConceptDictionary, SpliceTransformer
 
-#: n_features of the data each dimension-dependent check fits on.
-CHECK_DIMS = {
-    "check_fit2d_1feature": 1,
-    "check_estimators_overwrite_params": 2,
-    "check_estimators_fit_returns_self": 2,
-    "check_readonly_memmap_input": 2,
-    "check_fit_idempotent": 2,
-    "check_fit_check_is_fitted": 2,
-    "check_n_features_in": 2,
-    "check_n_features_in_after_fitting": 4,
-    "check_positive_only_tag_during_fit": 4,
-    "check_estimators_dtypes": 5,
-    "check_dtype_object": 10,
-    "check_fit2d_1sample": 10,
-}
-DEFAULT_DIM = 3
+from conftest import CHECK_DIMS, DEFAULT_DIM
+
 
 EXPECTED_FAILURES = {
     "check_transformer_n_iter": (

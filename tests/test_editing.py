@@ -18,7 +18,7 @@ from sksplice import ConceptDictionary, SpliceTransformer
 from sksplice._utils import normalize_rows
 from sksplice.editing import ConceptEditor, match_concepts, residual_edit
 
-from conftest import coherent_problem
+from conftest import CHECK_DIMS, DEFAULT_DIM, coherent_problem
 
 
 # ----------------------------------------------------------------- fixtures
@@ -294,21 +294,6 @@ def test_pipeline_and_grid_search_over_l1_and_removed_concepts():
 # fits data of the dictionary's dimension.  parametrize_with_checks runs every check at
 # d=3 and lists the ones that fit other dimensions as expected failures; those are then
 # run at their own dimension below, so every check passes somewhere.
-CHECK_DIMS = {
-    "check_fit2d_1feature": 1,
-    "check_estimators_overwrite_params": 2,
-    "check_estimators_fit_returns_self": 2,
-    "check_readonly_memmap_input": 2,
-    "check_fit_idempotent": 2,
-    "check_fit_check_is_fitted": 2,
-    "check_n_features_in": 2,
-    "check_n_features_in_after_fitting": 4,
-    "check_positive_only_tag_during_fit": 4,
-    "check_estimators_dtypes": 5,
-    "check_dtype_object": 10,
-    "check_fit2d_1sample": 10,
-}
-DEFAULT_DIM = 3
 CONFIGS = {
     "codes": {},
     "recompose": {"output": "embedding", "mode": "recompose"},
