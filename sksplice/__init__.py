@@ -24,8 +24,11 @@ _EXPORTS = {
     "CLIPEmbedder": "embedder",
     "SpliceTransformer": "transformer",
     "splice_encode": "transformer",
+    "ConceptEditor": "editing",
     "list_solvers": "solvers",
     "get_solver": "solvers",
+    "solve_n_nonzero": "solvers",
+    "decompose_to_shards": "shards", "load_decomposition": "shards",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._utils import center_embeddings, recompose, resolve_device
 from .dictionary import ConceptDictionary, as_concept_dictionary
-from .solvers import SOLVERS, get_solver
+from .solvers import SOLVERS, get_solver, solve_n_nonzero
 from .solvers._base import SolverResult
 
 __all__ = ["SpliceTransformer", "splice_encode", "CenteringWarning"]
@@ -45,6 +45,12 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         (``0.25`` gives roughly 5-30 concepts with the 10k LAION vocabulary).
         scikit-learn's ``Lasso(alpha=l1 / (2 * d), positive=True,
         fit_intercept=False)`` solves the same problem.
+    n_nonzero : int, default=None
+        Target sparsity: when set, ``l1`` is ignored and each sample gets
+        its own penalty, the one giving exactly ``n_nonzero`` concepts (the
+        midpoint of that interval of the solution path; see
+        :func:`sksplice.solvers.solve_n_nonzero` for ties and unreachable
+        sizes).  The penalties are in ``decompose(X)[1].extra["l1"]``.
     dictionary : ConceptDictionary or (names, embeddings), default=None
         The concept dictionary.  ``None`` builds it from ``vocabulary`` with
         ``encoder`` (cached on disk).
@@ -125,6 +131,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "l1": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_nonzero": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "dictionary": [ConceptDictionary, tuple, list, None],
         "encoder": "no_validation",
         "vocabulary": [str, list, tuple, os.PathLike],
@@ -146,6 +153,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         self,
         l1=0.25,
         *,
+        n_nonzero=None,
         dictionary=None,
         encoder="ViT-B-32:laion2b_s34b_b79k",
         vocabulary="laion",
@@ -163,6 +171,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         cache_dir=None,
     ):
         self.l1 = l1
+        self.n_nonzero = n_nonzero
         self.dictionary = dictionary
         self.encoder = encoder
         self.vocabulary = vocabulary
@@ -201,7 +210,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         kind = self._input_kind(X)
         X_emb = self._embed(X, kind)
-        dictionary = self._resolve_dictionary()
+        dictionary = self._resolve_dictionary(X_emb.shape[1] if kind == "embedding" else None)
         _check_dimension(X_emb.shape[1], dictionary.n_features, self._dictionary_source())
         image_mean = self._resolve_mean(X_emb, kind, dictionary)
         solver = get_solver(
@@ -242,7 +251,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         X_emb = self._embed(X, kind, fitted=True)
         codes, _ = _splice_encode(
             X_emb, self.dictionary_.embeddings, self.l1, self.image_mean_,
-            self.solver_, self.sparse_output,
+            self.solver_, self.sparse_output, n_nonzero=self.n_nonzero,
         )
         return codes
 
@@ -265,8 +274,26 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         X_emb = self._embed(X, kind, fitted=True)
         return _splice_encode(
             X_emb, self.dictionary_.embeddings, self.l1, self.image_mean_,
-            self.solver_, self.sparse_output,
+            self.solver_, self.sparse_output, n_nonzero=self.n_nonzero,
         )
+
+    def embed(self, X):
+        """The embeddings of ``X`` as this transformer decomposes them.
+
+        Images and texts are encoded with the fitted encoder; embeddings are
+        validated (dimension, finiteness) and returned as given.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or list of images or texts
+
+        Returns
+        -------
+        X_emb : ndarray of shape (n_samples, n_features)
+            Float32 or float64 embeddings (not yet normalised or centred).
+        """
+        check_is_fitted(self, "dictionary_")
+        return self._embed(X, self._input_kind(X), fitted=True)
 
     def inverse_transform(self, X):
         """Dense reconstructions ``normalize(normalize(codes @ C) + mu)``.
@@ -311,7 +338,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         X_emb = self._embed(X, kind, fitted=True)
         codes, _ = _splice_encode(
             X_emb, self.dictionary_.embeddings, self.l1, self.image_mean_,
-            self.solver_, True,
+            self.solver_, True, n_nonzero=self.n_nonzero,
         )
         X_hat = self.inverse_transform(codes)
         Xn = center_embeddings(X_emb, None)
@@ -370,31 +397,56 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
 
     # --- issue 3: encoders (begin) -------------------------------------------
     def _get_encoder(self):
-        """The CLIP encoder, loaded once per fitted transformer."""
+        """The CLIP encoder, resolved once per (encoder, device) (open_clip weights load lazily)."""
         enc = getattr(self, "_encoder_obj", None)
-        if enc is None:
+        spec = getattr(self, "_encoder_spec", None)
+        if enc is None or spec is None or spec[0] is not self.encoder and spec[0] != self.encoder \
+                or spec[1] != self.device:  # set_params may have changed them
             from .encoders import get_encoder
 
-            enc = get_encoder(self.encoder, device=self.device, cache_dir=self.cache_dir)
+            # model weights live in open_clip's cache; ``cache_dir`` holds sksplice's data
+            enc = get_encoder(self.encoder, device=self.device)
             self._encoder_obj = enc
+            self._encoder_spec = (self.encoder, self.device)
         return enc
 
     def _encode_raw(self, X, kind):
         enc = self._get_encoder()
-        items = list(X) if not isinstance(X, (str, bytes)) else [X]
+        if isinstance(X, (str, bytes, os.PathLike)):
+            items = [X]
+        elif isinstance(X, np.ndarray) and kind == "image":
+            items = X  # one uint8 image, or a uint8 batch of shape (n, H, W, 3)
+        else:
+            items = list(X)
         if len(items) == 0:
             raise ValueError(f"X is empty: pass at least one {kind}.")
         if kind == "image":
             return enc.encode_images(items, batch_size=min(self.batch_size, 256))
+        if isinstance(items, np.ndarray):
+            items = items.ravel().tolist()
         return enc.encode_texts(items, batch_size=min(self.batch_size, 1024))
 
-    def _resolve_dictionary(self):
+    def _resolve_dictionary(self, n_features=None):
+        """The concept dictionary: given, or built (disk-cached) from the vocabulary.
+
+        ``n_features`` (the input embeddings' dimension, when known) is checked
+        against the encoder's before the vocabulary is encoded.
+        """
         if self.dictionary is not None:
             return as_concept_dictionary(self.dictionary)
         from .concepts import build_dictionary
 
+        enc = self._get_encoder()
+        if n_features is not None and n_features != enc.embed_dim:
+            # checked before the vocabulary is encoded (minutes on a CPU)
+            raise ValueError(
+                f"embedding dimension {n_features} does not match the {enc.embed_dim} of "
+                f"encoder={self.encoder!r}: the embeddings come from another model. Pass the "
+                "encoder that produced them (e.g. encoder='RN50:openai' for 1024-d OpenAI "
+                "RN50 embeddings), or images with input='image'."
+            )
         return build_dictionary(
-            self._get_encoder(), self.vocabulary, vocabulary_size=self.vocabulary_size,
+            enc, self.vocabulary, vocabulary_size=self.vocabulary_size,
             prompt_template=self.prompt_template, cache_dir=self.cache_dir,
         )
 
@@ -407,8 +459,10 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
             return center_embeddings(X_emb.astype(np.float64), None).mean(axis=0)
         if isinstance(mean, str) and mean == "auto":
             if kind == "text":
+                # text is centred like the concepts: on the vocabulary's text mean
                 return np.asarray(dictionary.text_mean, dtype=np.float64)
             ref = None
+            # embeddings decomposed over a given dictionary need not come from ``encoder``
             if self.dictionary is None or kind == "image":
                 from .means import get_reference_mean
 
@@ -419,8 +473,9 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
                 "image_mean='auto' found no reference image mean for these embeddings, "
                 "so they are centred on the mean of the data passed to fit. A mean over a "
                 "broad reference set (e.g. MSCOCO) is better: centring on one class's "
-                "mean removes that class's own concept. Pass image_mean=<array>, "
-                "image_mean='fit' to silence this, or image_mean=None.",
+                "mean removes that class's own concept. Pass image_mean=<array> (e.g. "
+                "sksplice.estimate_mean(encoder, reference_images)), image_mean='fit' to "
+                "silence this, or image_mean=None.",
                 CenteringWarning,
                 stacklevel=3,
             )
@@ -510,7 +565,7 @@ def _looks_like_path(s):
     }
 
 
-def _splice_encode(X, C, l1, mean, solver, sparse_output):
+def _splice_encode(X, C, l1, mean, solver, sparse_output, n_nonzero=None):
     """The shared decomposition loop: centre, solve per batch, assemble.
 
     Returns the codes (CSR or dense, dtype of ``X``) and the concatenated
@@ -522,7 +577,10 @@ def _splice_encode(X, C, l1, mean, solver, sparse_output):
     blocks, infos = [], []
     for start in range(0, n, bs):
         Z = center_embeddings(X[start : start + bs], mean).astype(dtype, copy=False)
-        res = solver.solve(C, Z, l1)
+        if n_nonzero is None:
+            res = solver.solve(C, Z, l1)
+        else:
+            res = solve_n_nonzero(C, Z, n_nonzero, solver=solver)
         W = res.codes.astype(dtype, copy=False)
         blocks.append(sp.csr_matrix(W) if sparse_output else W)
         res.codes = np.zeros((W.shape[0], 0), dtype=dtype)
@@ -549,7 +607,7 @@ def _splice_encode(X, C, l1, mean, solver, sparse_output):
 
 def splice_encode(X, dictionary, *, l1=0.25, image_mean=None, solver="auto", device="auto",
                   batch_size=1024, max_iter=None, tol=1e-6, sparse_output=True, n_jobs=None,
-                  return_diagnostics=False):
+                  return_diagnostics=False, n_nonzero=None):
     """Decompose embeddings into sparse concept codes (function form).
 
     Shares its code path with :class:`SpliceTransformer` (it fits one on
@@ -565,7 +623,7 @@ def splice_encode(X, dictionary, *, l1=0.25, image_mean=None, solver="auto", dev
         Sparsity penalty (reference-implementation scale).
     image_mean : ndarray of shape (n_features,), "fit" or None, default=None
         Modality mean subtracted before decomposition.
-    solver, device, batch_size, max_iter, tol, sparse_output, n_jobs
+    solver, device, batch_size, max_iter, tol, sparse_output, n_jobs, n_nonzero
         As in :class:`SpliceTransformer`.
     return_diagnostics : bool, default=False
         Also return the solver's :class:`~sksplice.solvers.SolverResult`.
@@ -589,7 +647,7 @@ def splice_encode(X, dictionary, *, l1=0.25, image_mean=None, solver="auto", dev
     est = SpliceTransformer(
         l1=l1, dictionary=dictionary, image_mean=image_mean, input="embedding",
         solver=solver, device=device, batch_size=batch_size, max_iter=max_iter, tol=tol,
-        sparse_output=sparse_output, n_jobs=n_jobs,
+        sparse_output=sparse_output, n_jobs=n_jobs, n_nonzero=n_nonzero,
     ).fit(X)
     codes, info = est.decompose(X)
     return (codes, info) if return_diagnostics else codes
