@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 import warnings
 
-import numpy as np
-
 
 def sync(device):
     """Wait for the device (a no-op on the CPU)."""

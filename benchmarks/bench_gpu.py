@@ -1,4 +1,4 @@
-"""GPU benchmark: the decomposition solvers on CUDA against one ``Z @ C.T`` and a reference-style ADMM.
+"""GPU benchmark: the solvers on CUDA against one ``Z @ C.T`` and a reference-style ADMM.
 
 Usage (on the GPU machine; under 5 minutes on one H100)::
 
@@ -292,7 +292,8 @@ def main(argv=None):
         else:
             lines.append(f"  batch {r['batch']:>6}: {1e3 * r['seconds']:9.2f} ms, "
                          f"{r['batch'] / r['seconds']:9.0f} samples/s, x matmul "
-                         f"{r['seconds'] / r['matmul_s']:6.1f} (Z @ C.T {1e3 * r['matmul_s']:.3f} ms)"
+                         f"{r['seconds'] / r['matmul_s']:6.1f} "
+                         f"(Z @ C.T {1e3 * r['matmul_s']:.3f} ms)"
                          f", rel. gap {r['gap']:.1e}, peak {r['peak_mb']:.0f} MB")
     lines.append("")
     lines.append(f"n_concepts={k_big} (memory):")

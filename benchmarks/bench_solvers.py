@@ -277,10 +277,12 @@ def _table(results):
             notes = []
             if "converged" in p and not all(p["converged"]):
                 notes.append(f"{n - sum(p['converged'])} not converged")
+            if s.get("options", {}).get("max_iter") and s["method"] == "admm":
+                notes.append(f"max_iter={s['options']['max_iter']} (memory only)")
             if s["method"] == "reference_admm":
-                notes.append(f"{p.get('n_iter', '?')} it"
-                             f"{', converged' if all(p.get('converged', [False])) else ', time budget'}"
-                             f", setup {p.get('setup', 0):.1f} s")
+                notes.append("float32 inside")
+                how = "converged" if all(p.get("converged", [False])) else "time budget"
+                notes.append(f"{p.get('n_iter', '?')} it, {how}, setup {p.get('setup', 0):.1f} s")
             if s["method"] == "n_nonzero":
                 nnz = np.asarray(p["nnz"])
                 notes.append(f"nnz = 10 for {np.mean(nnz == 10):.0%}")

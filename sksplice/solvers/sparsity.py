@@ -129,7 +129,7 @@ def solve_n_nonzero(C, Z, n_nonzero, *, solver="active_set", tol=1e-6, max_iter=
         dev = resolve_device(device)
         est = get_solver(solver, tol=tol, max_iter=max_iter, device=str(dev),
                          batch_size=batch_size, **options)
-    n, k = Z.shape[0], C.shape[0]
+    n = Z.shape[0]
     bs = max(1, int(batch_size))
     parts = []
     for a in range(0, max(n, 1), bs):
