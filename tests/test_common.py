@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.utils.estimator_checks import estimator_checks_generator
+from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 
 from sksplice import ConceptDictionary, SpliceTransformer
 
@@ -64,3 +64,24 @@ def test_every_check_runs_somewhere():
     }
     assert set(CHECK_DIMS) <= names
     assert set(EXPECTED_FAILURES) <= names
+
+
+def _expected_failures_at_default_dim(estimator):
+    """What ``parametrize_with_checks`` must expect at ``DEFAULT_DIM``, with reasons."""
+    failures = {
+        name: f"fits {dim}-feature data, but this transformer's dictionary has "
+              f"{DEFAULT_DIM} features (a dictionary fixes the embedding dimension); the "
+              "check passes at its own dimension in test_sklearn_compatible"
+        for name, dim in CHECK_DIMS.items()
+    }
+    failures.update(EXPECTED_FAILURES)
+    return failures
+
+
+@parametrize_with_checks([_transformer(DEFAULT_DIM)],
+                         expected_failed_checks=_expected_failures_at_default_dim)
+def test_parametrize_with_checks(estimator, check):
+    """scikit-learn's own entry point, with every expected failure listed with its reason."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(estimator)
