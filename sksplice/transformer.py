@@ -400,8 +400,11 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         """The CLIP encoder, resolved once per (encoder, device) (open_clip weights load lazily)."""
         enc = getattr(self, "_encoder_obj", None)
         spec = getattr(self, "_encoder_spec", None)
-        if enc is None or spec is None or spec[0] is not self.encoder and spec[0] != self.encoder \
-                or spec[1] != self.device:  # set_params may have changed them
+        # set_params may have changed the encoder or the device since it was loaded
+        stale = enc is None or spec is None or spec[1] != self.device or (
+            spec[0] is not self.encoder and spec[0] != self.encoder
+        )
+        if stale:
             from .encoders import get_encoder
 
             # model weights live in open_clip's cache; ``cache_dir`` holds sksplice's data
