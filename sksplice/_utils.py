@@ -161,6 +161,16 @@ def to_numpy(T):
     return np.asarray(T)
 
 
+def duplicates(items):
+    """The items that occur more than once, in the order they first repeat."""
+    seen, repeated = set(), {}
+    for item in items:
+        if item in seen:
+            repeated[item] = None
+        seen.add(item)
+    return list(repeated)
+
+
 def suggest(name, choices, n=3):
     """A ``" Did you mean ...?"`` suffix listing close matches, or ``""``."""
     matches = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=0.6)

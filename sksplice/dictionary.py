@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import EPS
+from ._utils import EPS, duplicates
 
 __all__ = ["ConceptDictionary", "as_concept_dictionary"]
 
@@ -179,11 +179,7 @@ def _check_names(names):
     names = [str(n) for n in names]
     if not names:
         raise ValueError("the dictionary is empty: give at least one concept name.")
-    seen, dup = set(), []
-    for n in names:
-        if n in seen and n not in dup:
-            dup.append(n)
-        seen.add(n)
+    dup = duplicates(names)
     if dup:
         raise ValueError(
             f"duplicate concept names {dup[:5]}: each concept must appear once "

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from ._download import DEFAULT_DATA_URL, fetch
-from ._utils import suggest
+from ._utils import duplicates, suggest
 
 __all__ = [
     "ENGLISH_STOPWORDS",
@@ -238,11 +238,7 @@ def _check_list(vocabulary):
 
 
 def _check_unique(concepts, source):
-    seen, dup = set(), []
-    for c in concepts:
-        if c in seen and c not in dup:
-            dup.append(c)
-        seen.add(c)
+    dup = duplicates(concepts)
     if dup:
         raise ValueError(
             f"the vocabulary ({source}) repeats {dup[:5]}; each concept must appear once "
