@@ -153,7 +153,7 @@ def run(args):
     from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
     from sksplice import ConceptDictionary, SpliceTransformer
-    from sksplice._utils import normalize_rows
+    from sksplice.core import normalize_rows
     from sksplice.analysis import (
         class_concepts,
         concept_association,

@@ -28,7 +28,15 @@ _EXPORTS = {
     "list_solvers": "solvers",
     "get_solver": "solvers",
     "solve_n_nonzero": "solvers",
-    "decompose_to_shards": "shards", "load_decomposition": "shards",
+    "decompose_to_shards": "shards",
+    "load_decomposition": "shards",
+    "center_embeddings": "core",
+    "recompose": "core",
+    "reconstruction_cosine": "core",
+    "CenteringWarning": "exceptions",
+    "DegenerateInputWarning": "exceptions",
+    "DownloadError": "exceptions",
+    "ModelMismatchWarning": "exceptions",
 }
 
 __all__ = ["__version__", *_EXPORTS]

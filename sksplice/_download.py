@@ -27,6 +27,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .exceptions import DownloadError
+
 __all__ = [
     "DEFAULT_DATA_URL",
     "DownloadError",
@@ -44,10 +46,6 @@ DEFAULT_DATA_URL = "https://raw.githubusercontent.com/AI4LIFE-GROUP/SpLiCE/main/
 TIMEOUT = 60
 
 _TRUE = {"1", "true", "yes", "on"}
-
-
-class DownloadError(OSError):
-    """A reference data file could not be downloaded, or its digest did not match."""
 
 
 def is_offline(offline=None):

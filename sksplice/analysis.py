@@ -28,7 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import stats
 
-from ._utils import normalize_rows, suggest
+from ._utils import suggest
+from .core import normalize_rows
 
 __all__ = [
     "Explanation",

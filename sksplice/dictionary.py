@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import EPS, duplicates
+from ._utils import duplicates
+from .core import EPS
 
 __all__ = ["ConceptDictionary", "as_concept_dictionary"]
 

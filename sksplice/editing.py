@@ -45,7 +45,8 @@ from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_array, check_is_fitted
 
-from ._utils import EPS, normalize_rows, suggest
+from ._utils import suggest
+from .core import EPS, normalize_rows
 
 __all__ = ["ConceptEditor", "match_concepts"]
 

@@ -9,22 +9,18 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._utils import center_embeddings, recompose, resolve_device
+from ._utils import resolve_device
+from .core import center_embeddings, recompose
+from .exceptions import CenteringWarning
 from .dictionary import ConceptDictionary, as_concept_dictionary
-from .solvers import SOLVERS, get_solver, solve_n_nonzero
-from .solvers._base import SolverResult
+from .solvers import SOLVERS, get_solver, solve_batched
 
 __all__ = ["SpliceTransformer", "splice_encode", "CenteringWarning"]
 
 _INPUT_KINDS = ("auto", "embedding", "image", "text")
-
-
-class CenteringWarning(UserWarning):
-    """Raised when inputs are centred on the fit data's own mean for lack of a reference."""
 
 
 class SpliceTransformer(TransformerMixin, BaseEstimator):
@@ -249,7 +245,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
             return transform_dask(self, X)
         kind = self._input_kind(X)
         X_emb = self._embed(X, kind, fitted=True)
-        codes, _ = _splice_encode(
+        codes, _ = solve_batched(
             X_emb, self.dictionary_.embeddings, self.l1, self.image_mean_,
             self.solver_, self.sparse_output, n_nonzero=self.n_nonzero,
         )
@@ -272,7 +268,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "dictionary_")
         kind = self._input_kind(X)
         X_emb = self._embed(X, kind, fitted=True)
-        return _splice_encode(
+        return solve_batched(
             X_emb, self.dictionary_.embeddings, self.l1, self.image_mean_,
             self.solver_, self.sparse_output, n_nonzero=self.n_nonzero,
         )
@@ -336,7 +332,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "dictionary_")
         kind = self._input_kind(X)
         X_emb = self._embed(X, kind, fitted=True)
-        codes, _ = _splice_encode(
+        codes, _ = solve_batched(
             X_emb, self.dictionary_.embeddings, self.l1, self.image_mean_,
             self.solver_, True, n_nonzero=self.n_nonzero,
         )
@@ -566,46 +562,6 @@ def _looks_like_path(s):
     return os.path.exists(s) or os.path.splitext(s)[1].lower() in {
         ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
     }
-
-
-def _splice_encode(X, C, l1, mean, solver, sparse_output, n_nonzero=None):
-    """The shared decomposition loop: centre, solve per batch, assemble.
-
-    Returns the codes (CSR or dense, dtype of ``X``) and the concatenated
-    diagnostics (with ``codes`` emptied).
-    """
-    dtype = X.dtype
-    n = X.shape[0]
-    bs = int(solver.batch_size)
-    blocks, infos = [], []
-    for start in range(0, n, bs):
-        Z = center_embeddings(X[start : start + bs], mean).astype(dtype, copy=False)
-        if n_nonzero is None:
-            res = solver.solve(C, Z, l1)
-        else:
-            res = solve_n_nonzero(C, Z, n_nonzero, solver=solver)
-        W = res.codes.astype(dtype, copy=False)
-        blocks.append(sp.csr_matrix(W) if sparse_output else W)
-        res.codes = np.zeros((W.shape[0], 0), dtype=dtype)
-        infos.append(res)
-    if sparse_output:
-        codes = sp.vstack(blocks, format="csr", dtype=dtype) if blocks else sp.csr_matrix(
-            (0, C.shape[0]), dtype=dtype
-        )
-        codes.sort_indices()
-    else:
-        codes = np.concatenate(blocks) if blocks else np.zeros((0, C.shape[0]), dtype)
-    info = SolverResult.concatenate(infos)
-    if not np.all(info.converged):
-        n_bad = int(np.sum(~info.converged))
-        warnings.warn(
-            f"{n_bad} of {n} samples did not reach tol={solver.tol:g} within "
-            f"max_iter={solver.max_iter} (worst relative duality gap "
-            f"{float(np.max(info.gap)):.2e}); increase max_iter or tol.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    return codes, info
 
 
 def splice_encode(X, dictionary, *, l1=0.25, image_mean=None, solver="auto", device="auto",

@@ -1,31 +1,16 @@
-"""Shared fixtures for the encoder/vocabulary/dictionary tests (issue 3).
-
-* ``offline_sandbox`` (import it as an autouse fixture): a per-test cache
-  directory, the data URL pointed at a closed local port, and a socket guard
-  that refuses every connection except to 127.0.0.1, so no test can reach
-  the network by accident.
-* ``tiny_config``: a tiny open_clip architecture ("sksplice-tiny": ViT with
-  width 64 and 2 layers, a causal CLIP text tower of width 64, embed_dim 32)
-  registered with open_clip, plus a second one ("sksplice-tiny-b",
-  embed_dim 48) for wrong-architecture checks.
-* ``tiny_checkpoint``: random weights of "sksplice-tiny" saved with
-  ``torch.save(model.state_dict())``: loaded through the real checkpoint path.
-* ``data_server``: a ``http.server`` on 127.0.0.1 serving the SpLiCE data
-  (``../shared/data/splice``) laid out as ``vocab/`` and ``means/``.
-* ``image_files``: a few small PNG files (and a corrupt one).
+"""Constants and plain helpers shared by the tests: the tiny open_clip
+architectures, a local HTTP data server, the SpLiCE data layout and a call
+counter. The fixtures built on them live in ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import http.server
-import json
 import shutil
 import socket
 import threading
 from pathlib import Path
 
-import numpy as np
-import pytest
 
 TINY = "sksplice-tiny"
 TINY_B = "sksplice-tiny-b"
@@ -46,56 +31,11 @@ MEAN_FILES = ("clip_ViT-B-32_image.pt", "clip_ViT-B-16_image.pt", "clip_RN50_ima
 _real_connect = socket.socket.connect
 
 
-def _guarded_connect(self, address):
+def guarded_connect(self, address):
     host = address[0] if isinstance(address, tuple) else address
     if isinstance(host, str) and host not in ("127.0.0.1", "localhost", "::1"):
         raise OSError(f"test tried to reach the network ({address!r}); tests must stay offline")
     return _real_connect(self, address)
-
-
-@pytest.fixture(autouse=False)
-def offline_sandbox(tmp_path, monkeypatch):
-    """Isolated cache, unreachable data URL, loopback-only sockets."""
-    monkeypatch.setenv("SKSPLICE_CACHE", str(tmp_path / "sksplice-cache"))
-    monkeypatch.setenv("SKSPLICE_DATA_URL", "http://127.0.0.1:9/")
-    monkeypatch.delenv("SKSPLICE_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
-    return tmp_path / "sksplice-cache"
-
-
-@pytest.fixture(scope="session")
-def tiny_config(tmp_path_factory):
-    """Register the tiny open_clip architectures; returns their names."""
-    import open_clip
-
-    folder = tmp_path_factory.mktemp("open_clip_configs")
-    for name, cfg in ((TINY, TINY_CFG), (TINY_B, TINY_B_CFG)):
-        if open_clip.get_model_config(name) is None:
-            path = folder / f"{name}.json"
-            path.write_text(json.dumps(cfg))
-            open_clip.add_model_config(path)
-    return TINY, TINY_B
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tiny_config):
-    """A random-weight tiny open_clip CLIP model (fixed seed), in eval mode."""
-    import open_clip
-    import torch
-
-    torch.manual_seed(1234)
-    return open_clip.create_model(TINY, pretrained=None).eval()
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tiny_model, tmp_path_factory):
-    """``torch.save(tiny_model.state_dict())`` in a file: the offline checkpoint route."""
-    import torch
-
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_weights.pt"
-    torch.save(tiny_model.state_dict(), path)
-    return path
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -146,35 +86,6 @@ def splice_layout(src, dst):
     for name in MEAN_FILES:
         shutil.copyfile(src / name, dst / "means" / name)
     return dst
-
-
-@pytest.fixture
-def data_server(splice_data_dir, tmp_path, offline_sandbox, monkeypatch):
-    """A local server with the SpLiCE data; SKSPLICE_DATA_URL points at it."""
-    root = splice_layout(splice_data_dir, tmp_path / "served")
-    server = DataServer(root)
-    monkeypatch.setenv("SKSPLICE_DATA_URL", server.url)
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def image_files(tmp_path):
-    """Five small RGB PNG files with distinct content, and their uint8 arrays."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "images"
-    folder.mkdir()
-    paths, arrays = [], []
-    for i in range(5):
-        arr = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
-        arr[:, : 8 * (i + 1)] = (40 * i) % 256  # distinct, structured content
-        path = folder / f"img_{i}.png"
-        Image.fromarray(arr).save(path)
-        paths.append(path)
-        arrays.append(arr)
-    return paths, arrays
 
 
 def count_calls(monkeypatch, cls, name):

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from _clip_helpers import (
+    TINY, TINY_B, TINY_B_CFG, TINY_CFG, DataServer, guarded_connect, splice_layout,
+)
 
 #: ../shared/data relative to the project root (override with SKSPLICE_SHARED_DATA).
 SHARED_DATA = Path(
@@ -140,3 +145,81 @@ def coherent_problem(n_concepts=300, n_features=48, n_samples=30, n_active=6, no
 def synthetic():
     """A small coherent synthetic problem (see :func:`coherent_problem`)."""
     return coherent_problem()
+
+
+# --- open_clip models, an offline cache sandbox, a local data server, image files ---
+
+@pytest.fixture(autouse=False)
+def offline_sandbox(tmp_path, monkeypatch):
+    """Isolated cache, unreachable data URL, loopback-only sockets."""
+    monkeypatch.setenv("SKSPLICE_CACHE", str(tmp_path / "sksplice-cache"))
+    monkeypatch.setenv("SKSPLICE_DATA_URL", "http://127.0.0.1:9/")
+    monkeypatch.delenv("SKSPLICE_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    return tmp_path / "sksplice-cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory):
+    """Register the tiny open_clip architectures; returns their names."""
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("open_clip_configs")
+    for name, cfg in ((TINY, TINY_CFG), (TINY_B, TINY_B_CFG)):
+        if open_clip.get_model_config(name) is None:
+            path = folder / f"{name}.json"
+            path.write_text(json.dumps(cfg))
+            open_clip.add_model_config(path)
+    return TINY, TINY_B
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_config):
+    """A random-weight tiny open_clip CLIP model (fixed seed), in eval mode."""
+    import open_clip
+    import torch
+
+    torch.manual_seed(1234)
+    return open_clip.create_model(TINY, pretrained=None).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model, tmp_path_factory):
+    """``torch.save(tiny_model.state_dict())`` in a file: the offline checkpoint route."""
+    import torch
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_weights.pt"
+    torch.save(tiny_model.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def data_server(splice_data_dir, tmp_path, offline_sandbox, monkeypatch):
+    """A local server with the SpLiCE data; SKSPLICE_DATA_URL points at it."""
+    root = splice_layout(splice_data_dir, tmp_path / "served")
+    server = DataServer(root)
+    monkeypatch.setenv("SKSPLICE_DATA_URL", server.url)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def image_files(tmp_path):
+    """Five small RGB PNG files with distinct content, and their uint8 arrays."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    paths, arrays = [], []
+    for i in range(5):
+        arr = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+        arr[:, : 8 * (i + 1)] = (40 * i) % 256  # distinct, structured content
+        path = folder / f"img_{i}.png"
+        Image.fromarray(arr).save(path)
+        paths.append(path)
+        arrays.append(arr)
+    return paths, arrays
+
+

@@ -6,14 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from _clip_helpers import (  # noqa: F401 - fixtures
-    TINY,
-    count_calls,
-    offline_sandbox,
-    tiny_checkpoint,
-    tiny_config,
-    tiny_model,
-)
+from _clip_helpers import TINY, count_calls
 
 from sksplice import ConceptDictionary, Encoder, build_dictionary, get_encoder
 from sksplice.concepts import dictionary_cache_key, get_cache_dir

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _clip_helpers import (  # noqa: F401 - fixtures
-    DataServer,
-    data_server,
-    offline_sandbox,
-    splice_layout,
-    tiny_config,
-)
+from _clip_helpers import DataServer, splice_layout
 
 from sksplice import get_reference_mean, list_means, list_vocabularies, load_vocabulary
 from sksplice._download import (

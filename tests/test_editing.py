@@ -15,7 +15,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 
 from sksplice import ConceptDictionary, SpliceTransformer
-from sksplice._utils import normalize_rows
+from sksplice.core import normalize_rows
 from sksplice.editing import ConceptEditor, match_concepts, residual_edit
 
 from conftest import CHECK_DIMS, DEFAULT_DIM, coherent_problem

@@ -6,15 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
-from _clip_helpers import (  # noqa: F401 - fixtures
-    TINY,
-    count_calls,
-    image_files,
-    offline_sandbox,
-    tiny_checkpoint,
-    tiny_config,
-    tiny_model,
-)
+from _clip_helpers import TINY, count_calls
 
 from sksplice import CLIPEmbedder, ConceptDictionary, Encoder, SpliceTransformer, get_encoder
 

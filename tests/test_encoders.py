@@ -8,16 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _clip_helpers import (  # noqa: F401 - fixtures
-    TINY,
-    TINY_B,
-    count_calls,
-    image_files,
-    offline_sandbox,
-    tiny_checkpoint,
-    tiny_config,
-    tiny_model,
-)
+from _clip_helpers import TINY, TINY_B, count_calls
 
 from sksplice import Encoder, get_encoder, list_encoders
 from sksplice.encoders import DEFAULT_ENCODER, _causal_text_tower

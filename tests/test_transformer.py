@@ -45,7 +45,7 @@ def test_acceptance_snippet(data):
     ref = SpliceTransformer(l1=0.25, dictionary=ConceptDictionary(names, E),
                             image_mean=X.mean(0), solver="sklearn").fit_transform(X)
     # same problem: objectives agree within 1e-6 relative
-    from sksplice._utils import center_embeddings
+    from sksplice.core import center_embeddings
 
     Zc = center_embeddings(X, st.image_mean_)
     C = st.dictionary_.embeddings

@@ -9,16 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from _clip_helpers import (  # noqa: F401 - fixtures
-    TINY,
-    count_calls,
-    data_server,
-    image_files,
-    offline_sandbox,
-    tiny_checkpoint,
-    tiny_config,
-    tiny_model,
-)
+from _clip_helpers import TINY, count_calls
 
 from sksplice import Encoder, SpliceTransformer, get_encoder
 from sksplice.transformer import CenteringWarning

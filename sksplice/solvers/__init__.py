@@ -16,6 +16,7 @@ from .active_set import ActiveSetSolver
 from .admm import ADMMSolver
 from .lasso import LassoSolver
 from .sparsity import solve_n_nonzero
+from ._batched import solve_batched
 
 __all__ = [
     "ActiveSetSolver",
@@ -26,6 +27,7 @@ __all__ = [
     "SOLVERS",
     "get_solver",
     "list_solvers",
+    "solve_batched",
     "objective_and_gap",
     "solve_n_nonzero",
 ]

@@ -1,0 +1,31 @@
+"""Every exception and warning sksplice raises, in one place.
+
+Each subclasses the Python or scikit-learn class users already catch:
+:class:`DownloadError` is an :class:`OSError`, the warnings are
+:class:`UserWarning` subclasses (filter them with :mod:`warnings`).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CenteringWarning",
+    "DegenerateInputWarning",
+    "DownloadError",
+    "ModelMismatchWarning",
+]
+
+
+class DownloadError(OSError):
+    """A reference data file could not be downloaded, or its digest did not match."""
+
+
+class CenteringWarning(UserWarning):
+    """Inputs are centred on the fit data's own mean for lack of a reference mean."""
+
+
+class ModelMismatchWarning(UserWarning):
+    """Inputs are encoded by another CLIP model than the dictionary or mean came from."""
+
+
+class DegenerateInputWarning(UserWarning):
+    """Some input rows carry no direction (zero, or too small or large a norm) to decompose."""
