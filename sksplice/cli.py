@@ -550,7 +550,7 @@ def _cmd_estimate_mean(args):
     import numpy as np
 
     from .means import estimate_mean
-    from ._utils import atomic_write as _atomic_write
+    from ._io import atomic_write as _atomic_write
     from .shards import _read_images, list_image_files
 
     root = Path(args.directory)
@@ -595,7 +595,7 @@ def _cmd_estimate_mean(args):
 
 
 def _cmd_build_vocabulary(args):
-    from ._utils import atomic_write as _atomic_write
+    from ._io import atomic_write as _atomic_write
     from .vocabularies import build_vocabulary
 
     def captions(f):

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from ._download import get_cache_dir
-from ._utils import atomic_write
+from ._io import atomic_write
 from ._version import __version__
 from .dictionary import ConceptDictionary
 from .vocabularies import load_vocabulary

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from ._utils import atomic_write as _atomic_write
+from ._io import atomic_write as _atomic_write
 
 __all__ = [
     "IMAGE_EXTENSIONS",
