@@ -35,7 +35,6 @@ contributions are kept.
 
 from __future__ import annotations
 
-import copy
 import re
 
 import numpy as np
@@ -320,7 +319,8 @@ class ConceptEditor(TransformerMixin, BaseEstimator):
             return self.edit_codes(est.transform(X))
         if self.mode == "recompose":
             return est.inverse_transform(self.edit_codes(est.transform(X)))
-        X_emb, codes = _embeddings_and_codes(est, X)
+        X_emb = np.asarray(est.embed(X))
+        codes, _ = _decompose_embeddings(est, X_emb)
         return residual_edit(
             X_emb, codes, est.dictionary_.embeddings, est.image_mean_, self.removed_indices_
         )
@@ -330,20 +330,42 @@ class ConceptEditor(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        codes : {ndarray, sparse matrix} of shape (n_samples, n_concepts)
-            Codes from the wrapped estimator.
+        codes : {array-like, sparse matrix} of shape (n_samples, n_concepts)
+            Codes from the wrapped estimator (a nested list is read as an
+            array).
 
         Returns
         -------
-        edited : same type as ``codes`` (sparse input gives CSR)
-            A copy with the removed columns set to zero.
+        edited : ndarray or scipy.sparse.csr_matrix of shape (n_samples, n_concepts)
+            A copy with the removed columns set to zero: CSR for sparse
+            input, an ndarray otherwise.
+
+        Raises
+        ------
+        ValueError
+            If ``codes`` are not a 2-D numeric array with one column per
+            concept.
         """
         check_is_fitted(self, "estimator_")
         k = self.concept_names_.size
+        try:
+            codes = check_array(codes, accept_sparse=True, dtype=None, ensure_2d=False,
+                                ensure_all_finite=False, ensure_min_samples=0)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"codes must be a 2-D numeric array or sparse matrix of shape (n_samples, "
+                f"{k}), e.g. editor.estimator_.transform(X); could not read them ({exc})."
+            ) from None
+        if codes.dtype.kind not in "fiub":
+            raise ValueError(
+                f"codes must be numeric; got dtype {codes.dtype}. Pass the codes of "
+                "editor.estimator_.transform(X)."
+            )
         if codes.ndim != 2 or codes.shape[1] != k:
             raise ValueError(
                 f"codes have shape {codes.shape} but the dictionary has {k} concepts; pass "
-                "codes produced by this editor's estimator_."
+                "codes of shape (n_samples, n_concepts) produced by this editor's "
+                "estimator_ (for one sample, codes.reshape(1, -1))."
             )
         return _zero_columns(codes, self.removed_indices_)
 
@@ -399,34 +421,20 @@ def _zero_columns(codes, columns):
     return out
 
 
-def _input_kind(est, X):
-    return est._input_kind(X) if hasattr(est, "_input_kind") else "embedding"
+def _decompose_embeddings(est, X_emb):
+    """``est.decompose_embeddings(X_emb)``; estimators without it decompose as embeddings."""
+    method = getattr(est, "decompose_embeddings", None)
+    if method is not None:
+        return method(X_emb)
+    return _as_embedding_input(est).decompose(X_emb)
 
 
-def _embed_inputs(est, X):
-    """The embeddings of ``X``: validated as given, or encoded (images, texts)."""
-    kind = _input_kind(est, X)
-    if kind == "embedding":
-        return check_array(X, dtype=[np.float64, np.float32])
-    X_emb = est.embed(X) if hasattr(est, "embed") else est._encode_raw(X, kind)
-    return check_array(X_emb, dtype=[np.float64, np.float32])
+def _as_embedding_input(est):
+    import copy
 
-
-def _encode_embeddings(est, X_emb):
-    """Codes of embeddings ``X_emb`` with a fitted estimator (whatever it was fitted on)."""
-    if getattr(est, "input", "auto") not in ("auto", "embedding"):
-        # fitted on images or texts: decompose the embeddings without encoding them again
-        est = copy.copy(est)
-        est.set_params(input="embedding")
-    return est.transform(X_emb)
-
-
-def _embeddings_and_codes(est, X):
-    """The validated embeddings of ``X`` and their codes, encoding raw inputs once."""
-    if _input_kind(est, X) == "embedding":
-        return check_array(X, dtype=[np.float64, np.float32]), est.transform(X)
-    X_emb = _embed_inputs(est, X)
-    return X_emb, _encode_embeddings(est, X_emb)
+    est = copy.copy(est)
+    est.set_params(input="embedding")
+    return est
 
 
 def residual_edit(X, codes, dictionary, mean, removed):

@@ -9,13 +9,25 @@ Each function draws on a new figure (or on the given ``ax``) and returns the
 - :func:`plot_group_comparison`: two groups' concept distributions side by side.
 - :func:`plot_sparsity_sweep`: L0, reconstruction cosine and probe accuracy
   against ``l1`` (:class:`~sksplice.analysis.SparsitySweep`).
+- :func:`plot_probe_concepts`: the concepts that drive each class of a probe
+  (the table of :func:`~sksplice.analysis.probe_concepts`).
 """
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-__all__ = ["plot_top_concepts", "plot_group_comparison", "plot_sparsity_sweep"]
+__all__ = [
+    "plot_top_concepts", "plot_group_comparison", "plot_sparsity_sweep", "plot_probe_concepts",
+]
+
+
+def _check_count(value, name="top_k"):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
 
 
 def _import_pyplot():
@@ -68,10 +80,12 @@ def plot_top_concepts(source, label=None, *, top_k=10, by="mean_weight", ax=None
     title : str, default=None
         Axes title (default: the sample or class).
     color : matplotlib color, default="C0"
+        Colour of the bars.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The figure drawn on.
 
     Raises
     ------
@@ -92,9 +106,9 @@ def plot_top_concepts(source, label=None, *, top_k=10, by="mean_weight", ax=None
     >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
     ['cat', 'dog']
     """
-    from .analysis import ClassConcepts, Explanation, _check_k
+    from .analysis import ClassConcepts, Explanation
 
-    top_k = _check_k(top_k)
+    top_k = _check_count(top_k)
     if isinstance(source, Explanation):
         if source.is_empty:
             raise ValueError(
@@ -120,7 +134,7 @@ def plot_top_concepts(source, label=None, *, top_k=10, by="mean_weight", ax=None
         names = [t["concept"] for t in top]
         values = [t[by] for t in top]
         xlabel = "mean weight" if by == "mean_weight" else "fraction of samples using it"
-        n = int(source.n_samples[source._row(label)])
+        n = int(source.n_samples[source.index(label)])
         default_title = f"{label} (n = {n}): top concepts"
     else:
         raise ValueError(
@@ -155,12 +169,16 @@ def plot_group_comparison(distribution, group_a, group_b, *, top_k=8, by="mean_w
         Concepts taken from each group.
     by : {"mean_weight", "frequency"}, default="mean_weight"
     ax : matplotlib Axes, default=None
+        Draw here instead of on a new figure.
     title : str, default=None
+        Axes title (default: ``"group_a vs group_b"``).
     colors : pair of matplotlib colors, default=("C0", "C1")
+        Bar colours of the two groups.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The figure drawn on.
 
     Examples
     --------
@@ -175,17 +193,17 @@ def plot_group_comparison(distribution, group_a, group_b, *, top_k=8, by="mean_w
     >>> len(fig.axes[0].patches)
     6
     """
-    from .analysis import ClassConcepts, _check_k
+    from .analysis import ClassConcepts
 
     if not isinstance(distribution, ClassConcepts):
         raise ValueError(
             f"plot_group_comparison takes ClassConcepts (from class_concepts); got "
             f"{type(distribution).__name__}."
         )
-    top_k = _check_k(top_k)
+    top_k = _check_count(top_k)
     if by not in ("mean_weight", "frequency"):
         raise ValueError(f"by={by!r} is not supported; use 'mean_weight' or 'frequency'.")
-    ia, ib = distribution._row(group_a), distribution._row(group_b)
+    ia, ib = distribution.index(group_a), distribution.index(group_b)
     if ia == ib:
         raise ValueError(f"group_a and group_b are the same group ({group_a!r}); pass two.")
     chosen = []
@@ -238,6 +256,7 @@ def plot_sparsity_sweep(sweep, *, axes=None, title=None):
     Returns
     -------
     fig : matplotlib.figure.Figure
+        The figure drawn on.
 
     Examples
     --------
@@ -300,6 +319,88 @@ def plot_sparsity_sweep(sweep, *, axes=None, title=None):
         ax2.set_ylabel(f"probe {sweep.scoring or 'score'} (cross-validated)")
         ax2.legend(loc="lower right", fontsize="small")
         ax2.set_title("probe accuracy vs sparsity")
+    if title is not None:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_probe_concepts(table, label=None, *, top_k=8, ncols=3, title=None):
+    """Bar charts of the concepts that drive each class of a probe.
+
+    Each bar is a concept's contribution (coefficient times mean code) to
+    the class's decision function; bars right of zero argue for the class.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        From :func:`sksplice.analysis.probe_concepts` (columns ``class``,
+        ``concept``, ``contribution``...).
+    label : object, default=None
+        Draw only this class (default: one panel per class).
+    top_k : int, default=8
+        Concepts per class, by decreasing contribution.
+    ncols : int, default=3
+        Panels per row.
+    title : str, default=None
+        Figure title.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The figure drawn on.
+
+    Raises
+    ------
+    ValueError
+        If the table lacks the columns of ``probe_concepts`` or ``label`` is
+        not one of its classes.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import pandas as pd
+    >>> from sksplice.plotting import plot_probe_concepts
+    >>> table = pd.DataFrame({"class": ["a", "a", "b"], "concept": ["sea", "sky", "snow"],
+    ...                       "contribution": [0.8, 0.1, 0.5]})
+    >>> fig = plot_probe_concepts(table)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['a', 'b']
+    """
+    top_k = _check_count(top_k)
+    ncols = _check_count(ncols, "ncols")
+    missing = {"class", "concept", "contribution"} - set(getattr(table, "columns", ()))
+    if missing:
+        raise ValueError(
+            f"plot_probe_concepts takes the table of sksplice.analysis.probe_concepts; this "
+            f"one lacks the column(s) {sorted(missing)}."
+        )
+    classes = list(dict.fromkeys(table["class"]))
+    if label is not None:
+        hits = [c for c in classes if c == label or str(c) == str(label)]
+        if not hits:
+            raise ValueError(f"class {label!r} is not in the table; it has {classes[:10]}.")
+        classes = hits[:1]
+    if not classes:
+        raise ValueError("the table is empty: no concept contributes to any class.")
+    plt = _import_pyplot()
+    ncols = min(ncols, len(classes))
+    nrows = -(-len(classes) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, (0.32 * top_k + 1.0) * nrows),
+                             layout="constrained", squeeze=False)
+    for ax, c in zip(axes.ravel(), classes):
+        rows = table[table["class"] == c].sort_values("contribution", ascending=False)
+        rows = rows.head(top_k)
+        y = np.arange(len(rows))
+        values = rows["contribution"].to_numpy(dtype=float)
+        ax.barh(y, values, color=np.where(values >= 0, "C0", "C3"))
+        ax.set_yticks(y, labels=[str(n) for n in rows["concept"]])
+        ax.invert_yaxis()
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.set_title(str(c))
+        ax.set_xlabel("contribution (coef x mean code)")
+    for ax in axes.ravel()[len(classes):]:
+        ax.remove()
     if title is not None:
         fig.suptitle(title)
     return fig

@@ -104,7 +104,7 @@ def test_to_frame_and_pandas_missing(monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "sksplice\[pandas\]"'):
         explain(W4, NAMES).to_frame()
     with pytest.raises(ImportError, match=r"sksplice\[pandas\]"):
-        dist.to_dataframe()
+        dist.to_frame()
 
 
 # ----------------------------------------------------------------- class distributions
