@@ -1,36 +1,43 @@
-"""Cached, digest-checked downloads of the reference data files (vocabularies, means).
+"""Cached, digest-checked downloads of the reference data files (vocabularies, means), by pooch.
 
 Every file lives in a registry (:data:`sksplice.vocabularies.VOCABULARIES`,
 :data:`sksplice.means.MEANS`) with its path under the data root, its upstream
-address and a pinned SHA-256 digest.  :func:`fetch` returns the local copy in
-the cache directory, downloading it on first use:
+address, its size and a pinned SHA-256 digest.  :func:`fetch` returns the
+local copy in the cache directory, downloading it on first use with
+`pooch <https://www.fatiando.org/pooch>`_:
 
 * the cache directory is ``cache_dir``, else ``$SKSPLICE_CACHE``, else the
   platform's user cache directory (``platformdirs.user_cache_dir("sksplice")``);
 * the download base is ``$SKSPLICE_DATA_URL`` when set (a mirror, or a local
-  server in tests), else the SpLiCE repository's raw-file address;
-* a download is streamed to a temporary file beside its target, checked
-  against the pinned digest, and only then moved into place with
-  ``os.replace``: a failed, interrupted or corrupt download never leaves a
-  file that looks valid;
+  server in tests), else the registry's upstream address (the SpLiCE
+  repository's raw files);
+* pooch streams a download to a temporary file beside its target, checks the
+  pinned digest, and only then moves it into place: a failed, interrupted or
+  corrupt download never leaves a file that looks valid.  A download is
+  stopped as soon as it grows past the file's registered size (or
+  :data:`MAX_BYTES`), before more is written;
+* a file already in the cache whose digest differs is never deleted (it may
+  be the user's own): it is kept, moved aside to ``<name>.<digest>.orig`` when
+  a fresh copy is downloaded, and offline the error says what differs and
+  how to proceed;
 * with ``SKSPLICE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` (or ``offline=True``)
   nothing touches the network: a missing file is a ``FileNotFoundError``
-  saying which file, where it was looked for and how to provide it.
+  saying which file, where it was looked for and how to provide it;
+* downloaded files get the permissions of any new file under the user's umask.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-import urllib.error
-import urllib.request
+import warnings
 from pathlib import Path
 
 from .exceptions import DownloadError
 
 __all__ = [
     "DEFAULT_DATA_URL",
+    "MAX_BYTES",
     "DownloadError",
     "data_url",
     "fetch",
@@ -44,6 +51,9 @@ DEFAULT_DATA_URL = "https://raw.githubusercontent.com/AI4LIFE-GROUP/SpLiCE/main/
 
 #: Seconds to wait for the server before giving up on a download.
 TIMEOUT = 60
+
+#: Largest download accepted when a file has no registered size (bytes).
+MAX_BYTES = 64 * 1024 * 1024
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -60,6 +70,7 @@ def is_offline(offline=None):
     Returns
     -------
     offline : bool
+        True when nothing may be downloaded.
 
     Examples
     --------
@@ -122,6 +133,7 @@ def data_url():
     Returns
     -------
     url : str
+        The base address.
     """
     url = os.environ.get("SKSPLICE_DATA_URL", "").strip() or DEFAULT_DATA_URL
     return url if url.endswith("/") else url + "/"
@@ -133,11 +145,14 @@ def file_sha256(path, chunk_size=1 << 20):
     Parameters
     ----------
     path : str or path-like
+        The file.
     chunk_size : int, default=1 MiB
+        Bytes read at once.
 
     Returns
     -------
     digest : str
+        64 hexadecimal digits.
     """
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -146,15 +161,15 @@ def file_sha256(path, chunk_size=1 << 20):
     return h.hexdigest()
 
 
-def fetch(relpath, sha256, *, cache_dir=None, offline=None, what="data file", progress=False):
+def fetch(relpath, sha256, *, cache_dir=None, offline=None, what="data file", progress=False,
+          url=None, size=None):
     """Local path of a registered reference file, downloading it on first use.
 
     Parameters
     ----------
     relpath : str
         Path under the data root, e.g. ``"vocab/laion.txt"``; the file is kept
-        at ``<cache_dir>/<relpath>`` and downloaded from
-        ``<data_url()>/<relpath>``.
+        at ``<cache_dir>/<relpath>``.
     sha256 : str
         The pinned digest the file must have.
     cache_dir : str or path-like, default=None
@@ -165,6 +180,12 @@ def fetch(relpath, sha256, *, cache_dir=None, offline=None, what="data file", pr
         How error messages call the file (e.g. ``"vocabulary 'laion'"``).
     progress : bool, default=False
         Show a download progress bar.
+    url : str, default=None
+        The upstream address (the registry's ``"url"``); ``None`` or a set
+        ``$SKSPLICE_DATA_URL`` use ``<data_url()>/<relpath>``.
+    size : int, default=None
+        The file's size in bytes: a download is stopped as soon as it grows
+        past it (``None``: past :data:`MAX_BYTES`).
 
     Returns
     -------
@@ -174,87 +195,137 @@ def fetch(relpath, sha256, *, cache_dir=None, offline=None, what="data file", pr
     Raises
     ------
     FileNotFoundError
-        Offline and the file is not in the cache.
+        Offline and the file is not in the cache, or the cached file's digest
+        differs (it is kept; the message says how to proceed).
     DownloadError
-        The server failed or the downloaded bytes do not have the pinned
-        digest (the bad copy is deleted).
+        The server failed, the download was too large, or the downloaded bytes
+        do not have the pinned digest (that download is deleted).
     """
     target = get_cache_dir(cache_dir) / relpath
-    url = data_url() + relpath
-    stale = False
+    if url is None or os.environ.get("SKSPLICE_DATA_URL", "").strip():
+        url = data_url() + relpath
+    mismatch = None
     if target.is_file():
-        if file_sha256(target) == sha256:
+        digest = file_sha256(target)
+        if digest == sha256:
             return target
-        stale = True  # corrupt or truncated copy: never used, replaced below
-        target.unlink()
+        mismatch = digest
     if is_offline(offline):
-        state = (
-            f"the cached copy at {target} is corrupt (its SHA-256 digest is not the pinned "
-            f"{sha256[:12]}...)" if stale else f"it is not in the cache (looked for {target})"
-        )
+        if mismatch is not None:
+            raise FileNotFoundError(
+                f"{what}: the file at {target} is not the registered {relpath}: its SHA-256 "
+                f"digest is {mismatch[:12]}..., the pinned one is {sha256[:12]}... (size "
+                f"{target.stat().st_size} bytes). It was kept. If it is your own list, pass "
+                f"its path instead of the name (e.g. load_vocabulary({str(target)!r})); to use "
+                f"the registered file, move yours aside and copy {relpath} from {url} to "
+                f"{target}, or allow downloads (downloads are off: {_offline_reason()})."
+            )
         raise FileNotFoundError(
-            f"{what}: {relpath} is needed but {state}, and downloads are off "
-            f"({_offline_reason()}). Provide it: copy the file {relpath} from {url} to "
-            f"{target} (or set SKSPLICE_CACHE to a folder holding {relpath}), or allow "
-            "downloads by unsetting SKSPLICE_OFFLINE and HF_HUB_OFFLINE."
+            f"{what}: {relpath} is needed but it is not in the cache (looked for {target}), and "
+            f"downloads are off ({_offline_reason()}). Provide it: copy the file {relpath} "
+            f"from {url} to {target} (or set SKSPLICE_CACHE to a folder holding {relpath}), "
+            "or allow downloads by unsetting SKSPLICE_OFFLINE and HF_HUB_OFFLINE."
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _download(url, target, sha256, what=what, progress=progress)
+    if mismatch is not None:
+        aside = target.with_name(f"{target.name}.{mismatch[:12]}.orig")
+        os.replace(target, aside)
+        warnings.warn(
+            f"{what}: the file at {target} had SHA-256 {mismatch[:12]}..., not the pinned "
+            f"{sha256[:12]}...; it was kept as {aside} and the registered file is downloaded. "
+            f"To use your file, pass its path ({str(aside)!r}) instead of the name.",
+            UserWarning, stacklevel=3,
+        )
+    _download(url, target, sha256, what=what, progress=progress,
+              max_bytes=size if size is not None else MAX_BYTES)
     return target
 
 
-def _download(url, target, sha256, *, what, progress):
-    """Stream ``url`` into ``target`` atomically, verifying its digest."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=TIMEOUT)
-            except urllib.error.HTTPError as e:
-                raise DownloadError(
-                    f"could not download {what} from {url}: the server answered HTTP "
-                    f"{e.code} ({e.reason}). Check the address (SKSPLICE_DATA_URL="
-                    f"{os.environ.get('SKSPLICE_DATA_URL', '<unset>')}), retry later, or "
-                    f"place the file at {target} yourself."
-                ) from None
-            except (urllib.error.URLError, OSError) as e:
-                reason = getattr(e, "reason", e)
-                raise DownloadError(
-                    f"could not download {what} from {url}: {reason}. Check the network "
-                    f"connection, or place the file at {target} yourself (then set "
-                    "SKSPLICE_OFFLINE=1 to stay offline)."
-                ) from None
-            with response:
-                total = response.headers.get("Content-Length")
-                bar = None
-                if progress:
-                    from tqdm.auto import tqdm
+class _Capped:
+    """A binary file wrapper that refuses to grow past ``limit`` bytes."""
 
-                    bar = tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                               desc=target.name)
-                try:
-                    for block in iter(lambda: response.read(1 << 16), b""):
-                        out.write(block)
-                        h.update(block)
-                        if bar is not None:
-                            bar.update(len(block))
-                finally:
-                    if bar is not None:
-                        bar.close()
-            out.flush()
-            os.fsync(out.fileno())
-        digest = h.hexdigest()
-        if digest != sha256:
+    def __init__(self, f, limit, url):
+        self.f, self.limit, self.url, self.written = f, limit, url, 0
+
+    def write(self, block):
+        self.written += len(block)
+        if self.written > self.limit:
             raise DownloadError(
-                f"the download of {what} from {url} is corrupt or was changed upstream: its "
-                f"SHA-256 digest is {digest}, expected {sha256}. The bad copy was deleted; "
-                "retry, or check SKSPLICE_DATA_URL points at the SpLiCE data files."
+                f"the download from {self.url} is larger than the {self.limit} bytes expected; "
+                "it was stopped and deleted. Check SKSPLICE_DATA_URL points at the SpLiCE data "
+                "files."
             )
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        return self.f.write(block)
+
+    def flush(self):
+        self.f.flush()
+
+
+def _capped_downloader(max_bytes, progress):
+    import pooch
+
+    http = pooch.HTTPDownloader(progressbar=bool(progress), timeout=TIMEOUT)
+
+    def download(url, output_file, pooch_instance, check_only=False):
+        if check_only:  # pragma: no cover - pooch's availability check
+            return http(url, output_file, pooch_instance, check_only=True)
+        with open(output_file, "w+b") as f:
+            http(url, _Capped(f, max_bytes, url), pooch_instance)
+            f.flush()
+            os.fsync(f.fileno())
+        return None
+
+    return download
+
+
+def _umask():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - non-Linux fallback
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover
+
+
+def _download(url, target, sha256, *, what, progress, max_bytes):
+    """Download ``url`` to ``target`` with pooch, verifying the digest; errors are DownloadError."""
+    import pooch
+    import requests
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")
+    try:
+        pooch.retrieve(
+            url, known_hash=f"sha256:{sha256}", fname=target.name, path=target.parent,
+            downloader=_capped_downloader(max_bytes, progress),
+        )
+    except requests.HTTPError as e:
+        code = e.response.status_code if e.response is not None else "?"
+        reason = e.response.reason if e.response is not None else e
+        raise DownloadError(
+            f"could not download {what} from {url}: the server answered HTTP {code} "
+            f"({reason}). Check the address (SKSPLICE_DATA_URL="
+            f"{os.environ.get('SKSPLICE_DATA_URL', '<unset>')}), retry later, or place the "
+            f"file at {target} yourself."
+        ) from None
+    except requests.RequestException as e:
+        raise DownloadError(
+            f"could not download {what} from {url}: {type(e).__name__}. Check the network "
+            f"connection, or place the file at {target} yourself (then set "
+            "SKSPLICE_OFFLINE=1 to stay offline)."
+        ) from None
+    except ValueError as e:  # pooch's digest mismatch
+        if "hash" not in str(e).lower():
+            raise
+        raise DownloadError(
+            f"the download of {what} from {url} is corrupt or was changed upstream: its "
+            f"SHA-256 digest is not the pinned {sha256}. The bad copy was deleted; retry, or "
+            "check SKSPLICE_DATA_URL points at the SpLiCE data files."
+        ) from None
+    finally:
+        logger.setLevel(level)
+    os.chmod(target, 0o666 & ~_umask())

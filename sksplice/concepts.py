@@ -1,5 +1,8 @@
-"""Concept dictionaries from a vocabulary and a CLIP encoder, cached on disk.
+"""Building concept dictionaries from a vocabulary and a CLIP encoder, cached on disk.
 
+This module owns :func:`build_dictionary`, the one way the package turns a
+vocabulary and an encoder into a :class:`~sksplice.ConceptDictionary` (the
+data class itself, and its maths, live in :mod:`sksplice.dictionary`).
 :func:`build_dictionary` encodes each concept (through the prompt template)
 with the encoder's text tower, normalises the embeddings, and builds the
 :class:`~sksplice.ConceptDictionary` (subtract the vocabulary mean,
@@ -10,6 +13,10 @@ vocabulary's content, the prompt template, the encoding precision and the
 sksplice version.  A cache entry is written to a temporary file and moved
 into place atomically, so an interrupted run never leaves a corrupt entry; a
 damaged entry is detected on load and rebuilt.
+
+Concurrent builds of one entry (``GridSearchCV(n_jobs=2)`` on a cold cache,
+or several processes) wait on a lock file under ``<cache_dir>/locks/``: the
+first encodes the vocabulary, the others then read its entry.
 """
 
 from __future__ import annotations
@@ -21,15 +28,22 @@ import warnings
 
 import numpy as np
 
+from ._defaults import PROMPT_TEMPLATE, VOCABULARY
 from ._download import get_cache_dir
 from ._io import atomic_write
 from ._version import __version__
 from .dictionary import ConceptDictionary
-from .vocabularies import load_vocabulary
+from .vocabularies import check_vocabulary_size, load_vocabulary
 
 __all__ = ["build_dictionary", "dictionary_cache_key", "get_cache_dir", "vocabulary_digest"]
 
 _FORMAT = 1
+
+#: Longest prompt template accepted (characters).
+MAX_TEMPLATE_LENGTH = 1000
+
+#: Seconds a build waits for another process building the same entry.
+LOCK_TIMEOUT = 3600
 
 
 def vocabulary_digest(concepts):
@@ -58,7 +72,7 @@ def vocabulary_digest(concepts):
     return h.hexdigest()
 
 
-def dictionary_cache_key(identity, concepts, prompt_template="{}", precision="fp32"):
+def dictionary_cache_key(identity, concepts, prompt_template=PROMPT_TEMPLATE, precision="fp32"):
     """The cache key of a concept dictionary (a SHA-256 hex string).
 
     Parameters
@@ -66,7 +80,7 @@ def dictionary_cache_key(identity, concepts, prompt_template="{}", precision="fp
     identity : str
         The encoder's :attr:`~sksplice.encoders.Encoder.identity`.
     concepts : sequence of str
-    prompt_template : str, default="{}"
+    prompt_template : str, default=sksplice._defaults.PROMPT_TEMPLATE
     precision : str, default="fp32"
 
     Returns
@@ -88,43 +102,55 @@ def _check_template(prompt_template):
     import string
 
     if not isinstance(prompt_template, str):
-        raise ValueError(f"prompt_template={prompt_template!r} must be a string such as '{{}}'.")
+        raise ValueError(  # noqa: TRY004 - as every bad value
+            f"prompt_template={prompt_template!r} must be a string such as '{{}}'.")
+    if len(prompt_template) > MAX_TEMPLATE_LENGTH:
+        raise ValueError(
+            f"prompt_template has {len(prompt_template)} characters (at most "
+            f"{MAX_TEMPLATE_LENGTH}); CLIP reads 77 tokens: use a short template such as "
+            "'a photo of {}'."
+        )
     bad_format = ValueError(
         f"prompt_template={prompt_template!r} is not a valid format string; use one '{{}}' "
         "for the concept and escape literal braces as '{{{{' and '}}}}'."
     )
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(prompt_template) if f is not None]
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(prompt_template)
+                  if f is not None]
     except ValueError:
         raise bad_format from None
-    if fields != [""]:
+    if [f for f, _, _ in fields] != [""]:
         raise ValueError(
             f"prompt_template={prompt_template!r} must contain exactly one '{{}}' where the "
             "concept goes, e.g. '{}' (the paper) or 'a photo of {}'."
         )
-    try:
-        prompt_template.format("concept")
-    except (IndexError, KeyError, ValueError):  # pragma: no cover - caught by parse above
-        raise bad_format from None
+    _, spec, conv = fields[0]
+    if spec or conv:  # '{:>999999999}' would allocate gigabytes per concept
+        raise ValueError(
+            f"prompt_template={prompt_template!r} has a format specification or conversion in "
+            "its '{}'; use a plain '{}' where the concept goes."
+        )
 
 
-def build_dictionary(encoder, vocabulary="laion", *, vocabulary_size=10000, prompt_template="{}",
-                     clean=False, cache_dir=None, offline=None, progress=False, batch_size=256,
-                     cache=True):
+def build_dictionary(encoder, vocabulary=VOCABULARY, *, vocabulary_size=None,
+                     prompt_template=PROMPT_TEMPLATE, clean=False, cache_dir=None, offline=None,
+                     progress=False, batch_size=256, cache=True):
     """The SpLiCE concept dictionary of a vocabulary under a CLIP encoder (disk-cached).
 
     Parameters
     ----------
     encoder : Encoder, str or tuple
         The backbone (anything :func:`sksplice.get_encoder` accepts).
-    vocabulary : str, path-like or sequence of str, default="laion"
+    vocabulary : str, path-like or sequence of str, default=sksplice._defaults.VOCABULARY
         A built-in vocabulary name, a text file or a list of concepts (see
         :func:`sksplice.load_vocabulary`).
-    vocabulary_size : int or None, default=10000
-        Keep the ``vocabulary_size`` most frequent concepts (``None``: the
-        vocabulary's default).
-    prompt_template : str, default="{}"
-        Each concept is encoded as ``prompt_template.format(concept)``.
+    vocabulary_size : int or None, default=None
+        Keep the ``vocabulary_size`` most frequent concepts; ``-1``: the whole
+        vocabulary; ``None``: the vocabulary's default size (10,000 for
+        ``"laion"``, everything for a file or a list).
+    prompt_template : str, default=sksplice._defaults.PROMPT_TEMPLATE
+        Each concept is encoded as ``prompt_template.format(concept)``: one
+        plain ``{}``, no format specification.
     clean : bool, default=False
         Drop stopwords, numbers and punctuation-only concepts first.
     cache_dir : str or path-like, default=None
@@ -133,7 +159,8 @@ def build_dictionary(encoder, vocabulary="laion", *, vocabulary_size=10000, prom
     offline : bool or None, default=None
         Never download (``None``: ``SKSPLICE_OFFLINE`` / ``HF_HUB_OFFLINE``).
     progress : bool, default=False
-        Show a progress bar while encoding.
+        Show tqdm progress bars (on stderr) while encoding the vocabulary
+        (nothing is shown on a cache hit).
     batch_size : int, default=256
         Concepts encoded at once.
     cache : bool, default=True
@@ -163,6 +190,7 @@ def build_dictionary(encoder, vocabulary="laion", *, vocabulary_size=10000, prom
     from .encoders import get_encoder
 
     _check_template(prompt_template)
+    check_vocabulary_size(vocabulary_size)
     enc = get_encoder(encoder, offline=offline)
     concepts = load_vocabulary(vocabulary, vocabulary_size, clean=clean, cache_dir=cache_dir,
                                offline=offline)
@@ -185,11 +213,44 @@ def build_dictionary(encoder, vocabulary="laion", *, vocabulary_size=10000, prom
         if raw is not None:
             metadata["cache_hit"] = True
             return ConceptDictionary(concepts, raw, metadata=metadata)
-    texts = [prompt_template.format(c) for c in concepts]
-    raw = enc.encode_texts(texts, batch_size=batch_size, progress=progress)
-    if path is not None:
-        _write_entry(path, key, concepts, raw, identity, prompt_template)
+        with _build_lock(get_cache_dir(cache_dir) / "locks" / f"{key[:40]}.lock"):
+            raw = _read_entry(path, key, concepts)  # another process may have built it
+            if raw is not None:
+                metadata["cache_hit"] = True
+                return ConceptDictionary(concepts, raw, metadata=metadata)
+            raw = _encode(enc, concepts, prompt_template, batch_size, progress)
+            _write_entry(path, key, concepts, raw, identity, prompt_template)
+        return ConceptDictionary(concepts, raw, metadata=metadata)
+    raw = _encode(enc, concepts, prompt_template, batch_size, progress)
     return ConceptDictionary(concepts, raw, metadata=metadata)
+
+
+def _encode(enc, concepts, prompt_template, batch_size, progress):
+    texts = [prompt_template.format(c) for c in concepts]
+    return enc.encode_texts(texts, batch_size=batch_size, progress=progress)
+
+
+def _build_lock(path):
+    """A cross-process lock on ``path`` (a no-op context when the folder is not writable)."""
+    import contextlib
+
+    from filelock import FileLock
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=LOCK_TIMEOUT)
+        lock.acquire()
+    except OSError:  # read-only or invalid cache folder: build without the lock
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def held():
+        try:
+            yield
+        finally:
+            lock.release()
+
+    return held()
 
 
 def _read_entry(path, key, concepts):
@@ -208,7 +269,7 @@ def _read_entry(path, key, concepts):
             and raw.ndim == 2 and raw.shape[0] == len(concepts)
             and bool(np.all(np.isfinite(raw)))
         )
-    except Exception as e:  # truncated zip, missing array, bad dtype...
+    except Exception as e:  # noqa: BLE001 - truncated zip, missing array, bad dtype...
         ok = False
         reason = f"{type(e).__name__}: {e}"
     else:

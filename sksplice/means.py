@@ -20,6 +20,7 @@ MEANS = {
     "ViT-B-32:laion2b_s34b_b79k": {
         "path": "means/open_clip_ViT-B-32_image.pt",
         "url": DEFAULT_DATA_URL + "means/open_clip_ViT-B-32_image.pt",
+        "size": 2937,
         "sha256": "6b91c6d0e9006e27dfb6f13e6d25a90c5ff24eb14e4ee60cf064a7ddf9f646b7",
         "description": "MSCOCO image mean, open_clip ViT-B-32 laion2b_s34b_b79k",
         "dim": 512,
@@ -27,6 +28,7 @@ MEANS = {
     "ViT-B-32:openai": {
         "path": "means/clip_ViT-B-32_image.pt",
         "url": DEFAULT_DATA_URL + "means/clip_ViT-B-32_image.pt",
+        "size": 2837,
         "sha256": "dbd73aec9162cc26d3850c042b2a035720c1f6d38fc0b64a73518995f884202b",
         "description": "MSCOCO image mean, OpenAI CLIP ViT-B/32",
         "dim": 512,
@@ -34,6 +36,7 @@ MEANS = {
     "ViT-B-16:openai": {
         "path": "means/clip_ViT-B-16_image.pt",
         "url": DEFAULT_DATA_URL + "means/clip_ViT-B-16_image.pt",
+        "size": 2837,
         "sha256": "2907555438ef16b4677cb72ad81b3c3fe8c9246028714e943dba6c3b91d67eee",
         "description": "MSCOCO image mean, OpenAI CLIP ViT-B/16",
         "dim": 512,
@@ -41,19 +44,12 @@ MEANS = {
     "RN50:openai": {
         "path": "means/clip_RN50_image.pt",
         "url": DEFAULT_DATA_URL + "means/clip_RN50_image.pt",
+        "size": 4885,
         "sha256": "e1ee3345ef6faf6f8ebc30f649189bf4e583fe71229b2955e227cf59124d42fa",
         "description": "MSCOCO image mean, OpenAI CLIP RN50",
         "dim": 1024,
     },
 }
-
-# open_clip's names for the same OpenAI weights with the QuickGELU config spelled out
-_ALIASES = {
-    "ViT-B-32-quickgelu:openai": "ViT-B-32:openai",
-    "ViT-B-16-quickgelu:openai": "ViT-B-16:openai",
-    "RN50-quickgelu:openai": "RN50:openai",
-}
-
 
 def list_means():
     """Encoders (``"MODEL:TAG"``) that have a reference image mean.
@@ -73,19 +69,24 @@ def list_means():
 
 def _mean_key(encoder):
     """The registry key for an encoder spec, or None when it has no tag."""
-    from .encoders import Encoder
+    from .encoders import ENCODER_ALIASES, HF_ENCODERS, Encoder
 
     if isinstance(encoder, Encoder):
-        if encoder.pretrained is None or encoder.checkpoint is not None:
+        if encoder.model_name.startswith("hf:"):
+            key = encoder.model_name
+        elif encoder.pretrained is None or encoder.checkpoint is not None:
             return None
-        key = f"{encoder.model_name}:{encoder.pretrained}"
+        else:
+            key = f"{encoder.model_name}:{encoder.pretrained}"
     elif isinstance(encoder, str):
         key = encoder
     elif isinstance(encoder, tuple) and len(encoder) == 2:
         key = f"{encoder[0]}:{encoder[1]}"
     else:
         return None
-    return _ALIASES.get(key, key)
+    if key.startswith("hf:"):
+        return HF_ENCODERS.get(key[3:], {}).get("same_weights_as")
+    return ENCODER_ALIASES.get(key, key)
 
 
 def get_reference_mean(encoder, *, cache_dir=None, offline=None):
@@ -94,7 +95,9 @@ def get_reference_mean(encoder, *, cache_dir=None, offline=None):
     Parameters
     ----------
     encoder : Encoder, str or (model, tag) tuple
-        The backbone, e.g. ``"ViT-B-32:laion2b_s34b_b79k"`` or an
+        The backbone, e.g. ``"ViT-B-32:laion2b_s34b_b79k"``, a reference-code
+        name (``"clip:ViT-B/32"``), a Hugging Face name holding the same
+        weights (``"hf:openai/clip-vit-base-patch32"``) or an
         :class:`~sksplice.encoders.Encoder`.  Encoders loaded from a local
         checkpoint or a user object have no registered mean (pass
         ``get_reference_mean("MODEL:TAG")`` explicitly when the checkpoint holds
@@ -129,7 +132,7 @@ def get_reference_mean(encoder, *, cache_dir=None, offline=None):
 
     entry = MEANS[key]
     path = fetch(entry["path"], entry["sha256"], cache_dir=cache_dir, offline=offline,
-                 what=f"reference image mean for {key!r}")
+                 what=f"reference image mean for {key!r}", url=entry["url"], size=entry["size"])
     mean = torch.load(path, map_location="cpu", weights_only=True)
     mean = np.asarray(mean.detach().cpu().numpy(), dtype=np.float64).ravel()
     if mean.shape != (entry["dim"],):  # pragma: no cover - guarded by the digest

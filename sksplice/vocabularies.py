@@ -5,22 +5,37 @@ frequent, so the ``vocabulary_size`` most frequent concepts are the last
 entries (the convention of the SpLiCE reference files).  The built-in
 vocabularies are plain data in :data:`VOCABULARIES`, downloaded on first use
 and checked against pinned SHA-256 digests (see :mod:`sksplice._download`).
+
+``vocabulary_size`` means the same everywhere: a positive ``n`` keeps the
+``n`` most frequent concepts, ``-1`` keeps the whole vocabulary (the SpLiCE
+reference code's convention) and ``None`` keeps the vocabulary's default
+size (a built-in vocabulary's ``default_size``, everything for a file or a
+list).
+
+Reading a file differs from the reference code in one way: blank lines are
+skipped.  ``mscoco.txt`` has one, which the reference keeps as an empty
+concept (so its indices from there on are shifted by one).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections import Counter
 from pathlib import Path
 
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+from ._defaults import VOCABULARY, VOCABULARY_SIZE
 from ._download import DEFAULT_DATA_URL, fetch
 from ._utils import duplicates, suggest
+from .encoders import looks_like_path
 
 __all__ = [
     "ENGLISH_STOPWORDS",
+    "MAX_CONCEPT_LENGTH",
     "VOCABULARIES",
     "build_vocabulary",
+    "check_vocabulary_size",
     "clean_vocabulary",
     "list_vocabularies",
     "load_vocabulary",
@@ -34,39 +49,37 @@ VOCABULARIES = {
         "sha256": "aee8e260477dcfbc873f939955ffd472969859054ed46e245bbe8b37d10b508c",
         "description": "37,445 single words from LAION-400m captions (the paper's default: "
                        "the 10,000 most frequent)",
-        "default_size": 10000,
+        "size": 262543,
+        "default_size": VOCABULARY_SIZE,
     },
     "laion_bigrams": {
         "path": "vocab/laion_bigrams.txt",
         "url": DEFAULT_DATA_URL + "vocab/laion_bigrams.txt",
         "sha256": "6561525228843aa8b0d2b27e731c8c2b18dac0e4bdda40761933b0aecda1e67a",
         "description": "10,000 words and 5,000 two-word phrases from LAION-400m captions",
+        "size": 141006,
         "default_size": 15000,
     },
     "mscoco": {
         "path": "vocab/mscoco.txt",
         "url": DEFAULT_DATA_URL + "vocab/mscoco.txt",
         "sha256": "ddd84fc591b2e49c1513cc3dcc199153df276a44686712e21a6efb7711e2d43b",
-        "description": "12,832 words from MSCOCO captions",
-        "default_size": 10000,
+        "description": "12,832 words from MSCOCO captions (and one blank line, skipped)",
+        "size": 94795,
+        "default_size": VOCABULARY_SIZE,
     },
 }
 
-#: A small list of English function words, dropped by ``clean=True`` and by
-#: :func:`build_vocabulary` (articles, pronouns, prepositions, conjunctions,
-#: auxiliaries and a few caption fillers).
-ENGLISH_STOPWORDS = frozenset(
-    """
-    a about above after again against all am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each either
-    few for from further had has have having he her here hers herself him himself his how
-    i if in into is it its itself just me more most my myself neither no nor not now of off
-    on once only or other our ours ourselves out over own same she should so some such
-    than that the their theirs them themselves then there these they this those through
-    to too under until up upon us very was we were what when where which while who whom
-    whose why will with within without would you your yours yourself yourselves
-    """.split()
-)
+#: English stop words dropped by ``clean=True`` and by :func:`build_vocabulary`:
+#: scikit-learn's ``ENGLISH_STOP_WORDS``.
+ENGLISH_STOPWORDS = ENGLISH_STOP_WORDS
+
+#: Longest concept accepted (characters); CLIP reads 77 tokens, and longer strings
+#: only cost tokenizer time.
+MAX_CONCEPT_LENGTH = 1000
+
+#: Largest vocabulary file read (bytes).
+MAX_FILE_BYTES = 256 * 1024 * 1024
 
 # words (with inner apostrophes) and single punctuation marks, which break phrases
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]")
@@ -90,22 +103,61 @@ def list_vocabularies():
     return list(VOCABULARIES)
 
 
-def load_vocabulary(vocabulary="laion", vocabulary_size=None, *, clean=False, cache_dir=None,
+def check_vocabulary_size(vocabulary_size):
+    """Validate ``vocabulary_size``: a positive int, ``-1`` (everything) or None (the default).
+
+    Parameters
+    ----------
+    vocabulary_size : int or None
+        The value to check.
+
+    Returns
+    -------
+    vocabulary_size : int or None
+        Unchanged.
+
+    Raises
+    ------
+    ValueError
+        Any other value; the message states the three meanings.
+
+    Examples
+    --------
+    >>> from sksplice.vocabularies import check_vocabulary_size
+    >>> check_vocabulary_size(-1)
+    -1
+    """
+    if vocabulary_size is None:
+        return None
+    if isinstance(vocabulary_size, bool) or not isinstance(vocabulary_size, int) or (
+        vocabulary_size < 1 and vocabulary_size != -1
+    ):
+        raise ValueError(
+            f"vocabulary_size={vocabulary_size!r} must be a positive integer (the most frequent "
+            "concepts kept), -1 for the whole vocabulary, or None for the vocabulary's default "
+            f"size ({VOCABULARY_SIZE} for {VOCABULARY!r}; everything for a file or a list)."
+        )
+    return vocabulary_size
+
+
+def load_vocabulary(vocabulary=VOCABULARY, vocabulary_size=None, *, clean=False, cache_dir=None,
                     offline=None):
     """The concepts of a vocabulary, least to most frequent.
 
     Parameters
     ----------
-    vocabulary : str, path-like or sequence of str, default="laion"
+    vocabulary : str, path-like or sequence of str, default=sksplice._defaults.VOCABULARY
         A name from :func:`list_vocabularies` (downloaded on first use and
-        cached), a text file with one concept a line (least to most frequent),
-        or the concepts themselves.  As in the SpLiCE reference, a line is
-        stripped and only the text before the first ``", "`` is kept; blank
-        lines are skipped.
+        cached), a text file with one concept a line (least to most frequent,
+        UTF-8, a byte-order mark is ignored), or the concepts themselves.  As in
+        the SpLiCE reference, a line is stripped and only the text before the
+        first ``", "`` is kept; blank lines are skipped (the reference keeps
+        them as empty concepts).
     vocabulary_size : int or None, default=None
-        Keep the last (most frequent) ``vocabulary_size`` concepts; ``None``
-        keeps the registry's default size for a built-in vocabulary (10,000 for
-        ``"laion"``) and everything for a file or list.
+        Keep the last (most frequent) ``vocabulary_size`` concepts; ``-1``
+        keeps the whole vocabulary; ``None`` keeps the registry's default size
+        for a built-in vocabulary (10,000 for ``"laion"``) and everything for
+        a file or list.
     clean : bool, default=False
         Drop stopwords, numbers and tokens without letters (see
         :func:`clean_vocabulary`) *before* keeping the top ``vocabulary_size``.
@@ -125,7 +177,7 @@ def load_vocabulary(vocabulary="laion", vocabulary_size=None, *, clean=False, ca
     ------
     ValueError
         Unknown name (close matches are suggested), empty vocabulary,
-        non-string or duplicate concepts.
+        non-string, overlong or duplicate concepts.
     FileNotFoundError
         A built-in vocabulary is not cached and downloads are off.
 
@@ -134,27 +186,27 @@ def load_vocabulary(vocabulary="laion", vocabulary_size=None, *, clean=False, ca
     >>> from sksplice import load_vocabulary
     >>> load_vocabulary(["sky", "tree", "dog", "cat"], vocabulary_size=2)
     ['dog', 'cat']
+    >>> load_vocabulary(["sky", "tree", "dog", "cat"], vocabulary_size=-1)
+    ['sky', 'tree', 'dog', 'cat']
     >>> load_vocabulary(["the", "dog", "3", "cat"], clean=True)
     ['dog', 'cat']
     """
-    if vocabulary_size is not None:
-        if isinstance(vocabulary_size, bool) or not isinstance(vocabulary_size, int) or (
-            vocabulary_size < 1
-        ):
-            raise ValueError(
-                f"vocabulary_size={vocabulary_size!r} must be a positive integer (or None "
-                "for the whole vocabulary)."
-            )
+    check_vocabulary_size(vocabulary_size)
+    if isinstance(vocabulary, str) and len(vocabulary) > 4096:
+        raise ValueError(
+            f"vocabulary is a string of {len(vocabulary)} characters: pass a name from "
+            f"{list_vocabularies()}, a file path, or a list of concepts."
+        )
     source, default_size = _describe(vocabulary)
     if isinstance(vocabulary, str) and vocabulary in VOCABULARIES:
         entry = VOCABULARIES[vocabulary]
         path = fetch(entry["path"], entry["sha256"], cache_dir=cache_dir, offline=offline,
-                     what=f"vocabulary {vocabulary!r}")
+                     what=f"vocabulary {vocabulary!r}", url=entry["url"], size=entry["size"])
         concepts = _read_lines(path)
     elif isinstance(vocabulary, (str, os.PathLike)):
         path = Path(vocabulary)
         if not path.is_file():
-            if isinstance(vocabulary, str) and not _looks_like_file(vocabulary):
+            if isinstance(vocabulary, str) and not looks_like_path(vocabulary):
                 raise ValueError(
                     f"unknown vocabulary {vocabulary!r}.{suggest(vocabulary, VOCABULARIES)} "
                     f"Use one of {list_vocabularies()}, a list of concepts, or the path of a "
@@ -170,7 +222,7 @@ def load_vocabulary(vocabulary="laion", vocabulary_size=None, *, clean=False, ca
     if clean:
         concepts = clean_vocabulary(concepts)
     size = vocabulary_size if vocabulary_size is not None else default_size
-    if size is not None:
+    if size is not None and size != -1:
         concepts = concepts[-size:]
     if not concepts:
         raise ValueError(
@@ -189,21 +241,29 @@ def _describe(vocabulary):
     return "list", None
 
 
-def _looks_like_file(s):
-    return os.sep in s or "/" in s or os.path.splitext(s)[1] != ""
-
-
 def _read_lines(path):
+    size = os.path.getsize(path)
+    if size > MAX_FILE_BYTES:
+        raise ValueError(
+            f"vocabulary file {str(path)!r} is {size} bytes, more than the {MAX_FILE_BYTES} read; "
+            "a vocabulary is one short concept a line: pass a smaller file."
+        )
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark is not a concept
     except UnicodeDecodeError:
         raise ValueError(
             f"vocabulary file {str(path)!r} is not UTF-8 text; save it as UTF-8 with one "
             "concept a line."
         ) from None
     concepts = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         concept = line.strip().split(", ")[0]
+        if len(concept) > MAX_CONCEPT_LENGTH:
+            raise ValueError(
+                f"line {number} of vocabulary file {str(path)!r} holds a concept of "
+                f"{len(concept)} characters (at most {MAX_CONCEPT_LENGTH}); a vocabulary is one "
+                "short concept a line."
+            )
         if concept:
             concepts.append(concept)
     return concepts
@@ -227,6 +287,12 @@ def _check_list(vocabulary):
         raise ValueError(
             f"concepts must be strings; got {type(bad[0]).__name__} {bad[0]!r}. Convert "
             "them with [str(c) for c in vocabulary]."
+        )
+    long = [i for i, c in enumerate(concepts) if len(c) > MAX_CONCEPT_LENGTH]
+    if long:
+        raise ValueError(
+            f"concept number {long[0]} has {len(concepts[long[0]])} characters (at most "
+            f"{MAX_CONCEPT_LENGTH}); concepts are short texts."
         )
     blank = [i for i, c in enumerate(concepts) if not c.strip()]
     if blank:
@@ -287,7 +353,10 @@ def build_vocabulary(captions, n_words=10000, n_bigrams=5000, *, stopwords=None,
     drop stopwords and tokens that are not purely alphabetic, count the
     remaining words and the two-word phrases formed by adjacent kept tokens,
     and keep the ``n_words`` most frequent words and ``n_bigrams`` most
-    frequent bigrams.
+    frequent bigrams.  Counting is scikit-learn's ``CountVectorizer`` (over
+    the terms of each caption); the stop words are its ``ENGLISH_STOP_WORDS``.
+    A dropped token or a punctuation mark breaks a phrase: ``"dog on the
+    beach"`` gives no ``"dog beach"``.
 
     Parameters
     ----------
@@ -320,33 +389,49 @@ def build_vocabulary(captions, n_words=10000, n_bigrams=5000, *, stopwords=None,
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}={value!r} must be a nonnegative integer.")
     if isinstance(captions, str):
-        raise ValueError("captions must be an iterable of caption strings, not one string.")
+        raise ValueError(  # noqa: TRY004 - as every bad value
+            "captions must be an iterable of caption strings, not one string.")
     stop = ENGLISH_STOPWORDS if stopwords is None else frozenset(w.lower() for w in stopwords)
-    words, bigrams = Counter(), Counter()
-    n_captions = 0
-    for caption in captions:
+    first_seen = {}  # term -> order of first appearance (ties keep it)
+
+    def terms(caption):
         if not isinstance(caption, str):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004 - a ValueError, as for every bad caption
                 f"captions must be strings; got {type(caption).__name__} {caption!r}."
             )
-        n_captions += 1
-        prev = None
+        out, prev = [], None
         for token in _TOKEN.findall(caption.lower()):
             if not token.isalpha() or token in stop:
                 prev = None  # a dropped token or a punctuation mark breaks the phrase
                 continue
-            words[token] += 1
+            out.append(token)
             if prev is not None:
-                bigrams[f"{prev} {token}"] += 1
+                out.append(f"{prev} {token}")
             prev = token
-    if n_captions == 0:
+        for term in out:
+            first_seen.setdefault(term, len(first_seen))
+        return out
+
+    captions = list(captions)
+    if not captions:
         raise ValueError("captions is empty: pass at least one caption.")
-    top = [(t, c) for t, c in words.most_common(n_words) if c >= min_count]
-    if n_bigrams:
-        top += [(t, c) for t, c in bigrams.most_common(n_bigrams) if c >= min_count]
+    counter = CountVectorizer(analyzer=terms)
+    try:
+        counts = counter.fit_transform(captions)
+    except ValueError as e:
+        if "empty vocabulary" not in str(e):
+            raise
+        counts, names = None, []
+    else:
+        names = counter.get_feature_names_out()
+    totals = [] if counts is None else counts.sum(axis=0).A1.tolist()
+    kept = [(t, c) for t, c in zip(names, totals) if c >= max(min_count, 1)]
+    words = sorted((tc for tc in kept if " " not in tc[0]), key=lambda tc: (-tc[1], first_seen[tc[0]]))
+    bigrams = sorted((tc for tc in kept if " " in tc[0]), key=lambda tc: (-tc[1], first_seen[tc[0]]))
+    top = words[:n_words] + (bigrams[:n_bigrams] if n_bigrams else [])
     # stable sort, most frequent first (ties: words before bigrams, first seen first)
     top.sort(key=lambda tc: -tc[1])
-    concepts = [t for t, _ in reversed(top)]
+    concepts = [str(t) for t, _ in reversed(top)]
     if not concepts:
         raise ValueError(
             "no concept survived tokenising and stopword removal; check the captions or "

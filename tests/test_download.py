@@ -197,7 +197,7 @@ def test_offline_finds_weights_in_a_copied_hugging_face_cache(tmp_path):
     """Copying a Hugging Face cache folder to an offline machine is enough for tag names."""
     import open_clip
 
-    from sksplice.encoders import _cached_weights
+    from sksplice.encoders._weights import cached_weights as _cached_weights
 
     cfg = open_clip.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")
     repo = tmp_path / "hub" / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"

@@ -11,7 +11,8 @@ import pytest
 from _clip_helpers import TINY, TINY_B, count_calls
 
 from sksplice import Encoder, get_encoder, list_encoders
-from sksplice.encoders import DEFAULT_ENCODER, _causal_text_tower
+from sksplice.encoders import DEFAULT_ENCODER
+from sksplice.encoders._text import causal_text_tower as _causal_text_tower
 
 TEXTS = [
     "dog", "a photo of a cat", "x", "hot dog stand at night", "the", "",
@@ -230,7 +231,7 @@ def test_tag_loading_applies_the_tag_config(monkeypatch, tiny_checkpoint, tiny_c
     """OpenAI tags get QuickGELU and the tag's preprocessing, from the cached file, offline."""
     import open_clip
 
-    import sksplice.encoders as encoders
+    import sksplice.encoders._weights as encoders
 
     seen = {}
     real = open_clip.create_model_and_transforms
@@ -240,7 +241,7 @@ def test_tag_loading_applies_the_tag_config(monkeypatch, tiny_checkpoint, tiny_c
         return real(TINY, pretrained=pretrained, device=kwargs["device"])
 
     monkeypatch.setenv("SKSPLICE_OFFLINE", "1")
-    monkeypatch.setattr(encoders, "_cached_weights", lambda cfg, cache_dir: (str(tiny_checkpoint), []))
+    monkeypatch.setattr(encoders, "cached_weights", lambda cfg, cache_dir: (str(tiny_checkpoint), []))
     monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_create)
     enc = get_encoder("ViT-B-32:openai", device="cpu")
     enc.encode_texts(["dog"])
@@ -323,7 +324,7 @@ def test_progress_bar(tiny_model, capsys):
 
 
 def test_truncated_batches_respect_the_token_budget():
-    from sksplice.encoders import _token_budget_spans
+    from sksplice.encoders._text import token_budget_spans as _token_budget_spans
 
     assert _token_budget_spans([3, 3, 3, 4, 4, 10], 8) == [(0, 2), (2, 4), (4, 5), (5, 6)]
     assert _token_budget_spans([90], 77) == [(0, 1)]  # one text always fits
