@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import coherent_problem
 from scipy.optimize import nnls
 
 from sksplice import ConceptDictionary
 from sksplice.solvers import ActiveSetSolver, LassoSolver, get_solver, objective_and_gap
-from sksplice.solvers import active_set as active_set_module
-
-from conftest import coherent_problem
+from sksplice.solvers import _kernels as kernels
 
 
 def _problem(seed=0, **kw):
@@ -122,13 +121,13 @@ def test_duplicated_concepts_use_the_fallback(monkeypatch):
     C = np.vstack([C, C[top]])
     ref = _reference(C, Z, 0.1)
     calls = []
-    original = active_set_module._fallback_subproblem
+    original = kernels.fallback_subproblem
 
     def spy(*args):
         calls.append(len(args[1]))
         return original(*args)
 
-    monkeypatch.setattr(active_set_module, "_fallback_subproblem", spy)
+    monkeypatch.setattr(kernels, "fallback_subproblem", spy)
     res = ActiveSetSolver(device="cpu", working_set=200).solve(C, Z, 0.1)
     assert calls, "the singular subproblems went to the fallback"
     assert res.converged.all()
@@ -176,7 +175,7 @@ def test_warm_start_from_the_solution_needs_one_round():
 def test_block_principal_pivoting_matches_nnls(monkeypatch, n_full):
     # random strictly convex QPs min 1/2 x'Gx - q'x, x >= 0, with padding;
     # n_full=0 exercises the least-index (single exchange) rule alone
-    monkeypatch.setattr(active_set_module, "_BPP_FULL", n_full)
+    monkeypatch.setattr(kernels, "BPP_FULL", n_full)
     rng = np.random.default_rng(n_full)
     n, m, d = 40, 12, 20
     A = rng.normal(size=(n, d, m))
@@ -190,7 +189,7 @@ def test_block_principal_pivoting_matches_nnls(monkeypatch, n_full):
         G[i][:, ~valid[i]] = 0
         G[i][~valid[i], ~valid[i]] = 1
         q[i][~valid[i]] = 0
-    x, failed = active_set_module._nnqp_bpp(
+    x, failed = kernels.nnqp_bpp(
         torch.from_numpy(G), torch.from_numpy(q), torch.from_numpy(valid),
         torch.zeros((n, m), dtype=torch.bool))
     assert not failed.any()
@@ -202,21 +201,23 @@ def test_block_principal_pivoting_matches_nnls(monkeypatch, n_full):
 
 
 def test_registered_and_chosen_by_auto():
-    from sksplice.solvers import SOLVERS, _auto_solver
+    from sksplice.solvers import SOLVERS
+    from sksplice.solvers._registry import auto_solver
 
     assert SOLVERS["active_set"]["class"] is ActiveSetSolver
-    assert _auto_solver(torch.device("cpu")) == "active_set"
+    assert auto_solver(torch.device("cpu")) == "active_set"
     assert isinstance(get_solver("auto", device="cpu"), ActiveSetSolver)
     solver = get_solver("active_set", device="cpu", working_set=8, max_add=4, max_iter=7)
     assert (solver.working_set, solver.max_add, solver.max_iter) == (8, 4, 7)
 
 
 def test_never_forms_a_concepts_by_concepts_matrix():
+    # outside the Gram budget (here 0 MB) nothing n_concepts x n_concepts is formed
     from torch.profiler import ProfilerActivity, profile
 
     C, Z = _problem(n_concepts=700, n_features=32, n_samples=6)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        ActiveSetSolver(device="cpu").solve(C, Z, 0.25)
+        ActiveSetSolver(device="cpu", gram_budget_mb=0).solve(C, Z, 0.25)
     shapes = [tuple(s) for e in prof.events() for s in e.input_shapes if s]
     assert any(700 in s for s in shapes)  # the profiler saw the dictionary
     assert not any(s.count(700) >= 2 for s in shapes)

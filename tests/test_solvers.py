@@ -9,11 +9,16 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from conftest import coherent_problem
 
 from sksplice import ConceptDictionary
-from sksplice.solvers import SOLVERS, ADMMSolver, LassoSolver, get_solver, objective_and_gap
-
-from conftest import coherent_problem
+from sksplice.solvers import (
+    SOLVERS,
+    ADMMSolver,
+    LassoSolver,
+    get_solver,
+    objective_and_gap,
+)
 
 ALL_SOLVERS = sorted(SOLVERS)
 FAST_SOLVERS = [s for s in ALL_SOLVERS if s != "sklearn"]
@@ -188,10 +193,15 @@ def test_admm_float32():
     np.testing.assert_allclose(res.objective, ref.objective, rtol=1e-4)
 
 
+#: ADMM's own iterations (no screening, no polishing): what the tests of its
+#: iteration counts are about
+PLAIN_ADMM = {"polish": False, "warm_start": "zeros"}
+
+
 def test_admm_warm_start_from_solution_stops_at_first_check():
     C, Z, _ = _problem(n_concepts=100, n_features=24, n_samples=5)
-    cold = ADMMSolver(tol=1e-9, device="cpu", max_iter=100000).solve(C, Z, 0.25)
-    warm = ADMMSolver(tol=1e-6, device="cpu").solve(C, Z, 0.25, init=cold.codes)
+    cold = ADMMSolver(tol=1e-9, device="cpu", max_iter=100000, **PLAIN_ADMM).solve(C, Z, 0.25)
+    warm = ADMMSolver(tol=1e-6, device="cpu", **PLAIN_ADMM).solve(C, Z, 0.25, init=cold.codes)
     assert np.all(warm.n_iter == 10)
     assert np.all(cold.n_iter > 10)
     np.testing.assert_allclose(warm.objective, cold.objective, rtol=1e-6)
@@ -219,7 +229,7 @@ def test_admm_never_forms_a_concepts_by_concepts_matrix():
 
 def test_admm_reports_non_convergence():
     C, Z, _ = _problem(n_concepts=100, n_features=24, n_samples=3)
-    res = ADMMSolver(tol=1e-12, max_iter=20, device="cpu").solve(C, Z, 0.05)
+    res = ADMMSolver(tol=1e-12, max_iter=20, device="cpu", **PLAIN_ADMM).solve(C, Z, 0.05)
     assert not res.converged.any()
     assert np.all(res.n_iter == 20)
     assert np.all(res.gap > 1e-12)

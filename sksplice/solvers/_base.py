@@ -36,17 +36,49 @@ import numpy as np
 
 from .._utils import resolve_device, to_numpy, to_tensor
 
-__all__ = ["SolverResult", "BaseSolver", "objective_and_gap"]
+__all__ = [
+    "BaseSolver",
+    "SolverResult",
+    "batch_slices",
+    "objective_and_gap",
+    "objective_gap_from",
+    "torch_result",
+]
+
+
+def batch_slices(n, batch_size):
+    """The one batching rule: consecutive slices of at most ``batch_size`` rows.
+
+    Every loop over samples (:meth:`BaseSolver.solve`,
+    :func:`~sksplice.solvers.solve_batched`,
+    :func:`~sksplice.solvers.solve_n_nonzero`) cuts its input with it, so a
+    batch that ``solve_batched`` hands to a solver is solved in one piece.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows.
+    batch_size : int
+        Largest slice (values below 1 count as 1).
+
+    Returns
+    -------
+    slices : list of slice
+        The slices, in order (none when ``n == 0``).
+    """
+    bs = max(1, int(batch_size))
+    return [slice(a, min(n, a + bs)) for a in range(0, n, bs)]
 
 
 @dataclass
 class SolverResult:
     """Codes and per-sample diagnostics returned by every solver.
 
-    Attributes
+    Parameters
     ----------
-    codes : ndarray of shape (n_samples, n_concepts)
-        Nonnegative, exactly sparse codes.
+    codes : ndarray or scipy.sparse.csr_matrix of shape (n_samples, n_concepts)
+        Nonnegative, exactly sparse codes (CSR when the solve was asked for
+        ``sparse_output=True``).
     n_iter : ndarray of shape (n_samples,)
         Iterations (or working-set rounds) each sample used.
     objective : ndarray of shape (n_samples,)
@@ -74,7 +106,20 @@ class SolverResult:
 
     @staticmethod
     def concatenate(results):
-        """Stack the results of consecutive batches into one."""
+        """Stack the results of consecutive batches into one.
+
+        Parameters
+        ----------
+        results : iterable of SolverResult
+            Results of consecutive batches (all dense or all CSR codes).
+
+        Returns
+        -------
+        result : SolverResult
+            One result for all their samples.
+        """
+        import scipy.sparse as sp
+
         results = list(results)
         if len(results) == 1:
             return results[0]
@@ -84,7 +129,9 @@ class SolverResult:
             if all(isinstance(v, np.ndarray) for v in vals):
                 extra[key] = np.concatenate(vals)
         return SolverResult(
-            codes=np.concatenate([r.codes for r in results]),
+            codes=(sp.vstack([r.codes for r in results], format="csr")
+                   if sp.issparse(results[0].codes)
+                   else np.concatenate([r.codes for r in results])),
             n_iter=np.concatenate([r.n_iter for r in results]),
             objective=np.concatenate([r.objective for r in results]),
             gap=np.concatenate([r.gap for r in results]),
@@ -114,7 +161,9 @@ def objective_and_gap(C, Z, W, l1):
     Returns
     -------
     objective : ndarray or Tensor of shape (n_samples,)
+        Primal objectives ``||z - C^T w||^2 + l1 * sum(w)``.
     relative_gap : ndarray or Tensor of shape (n_samples,)
+        Duality gaps divided by the objectives (>= 0).
     """
     import torch
 
@@ -123,15 +172,34 @@ def objective_and_gap(C, Z, W, l1):
         C, Z, W = (torch.from_numpy(np.ascontiguousarray(a)) for a in (C, Z, W))
     R = Z - W @ C
     corr = R @ C.T
-    objective, gap = _objective_gap_from(R, corr, W, l1)
+    objective, gap = objective_gap_from(R, corr, W, l1)
     rel = gap / objective.clamp_min(torch.finfo(objective.dtype).tiny)
     if is_numpy:
         return objective.numpy(), rel.numpy()
     return objective, rel
 
 
-def _objective_gap_from(R, corr, W, l1):
-    """Objective and absolute gap from residuals ``R`` and ``corr = R @ C.T``."""
+def objective_gap_from(R, corr, W, l1):
+    """Objective and absolute gap from residuals ``R`` and ``corr = R @ C.T``.
+
+    Parameters
+    ----------
+    R : Tensor of shape (n_samples, n_features)
+        Residuals ``Z - W @ C``.
+    corr : Tensor of shape (n_samples, n_concepts)
+        ``R @ C.T``.
+    W : Tensor of shape (n_samples, n_concepts)
+        The codes.
+    l1 : float
+        The penalty.
+
+    Returns
+    -------
+    objective : Tensor of shape (n_samples,)
+        Primal objectives.
+    gap : Tensor of shape (n_samples,)
+        Absolute duality gaps (>= 0).
+    """
     import torch
 
     half = l1 / 2.0
@@ -152,17 +220,17 @@ class BaseSolver:
         Target relative duality gap.
     max_iter : int, default=1000
         Iteration budget per sample.
-    device : str, default="cpu"
-        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (torch solvers).
+    device : str, default="auto"
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; every solver
+        shares this default, and :func:`~sksplice.solvers.get_solver` checks
+        the choice against the devices its registry entry lists.
     batch_size : int, default=1024
         Samples solved at once; bounds the working memory.
     """
 
     name = "base"
-    #: Whether the solver runs on torch devices other than the CPU.
-    supports_gpu = False
 
-    def __init__(self, *, tol=1e-6, max_iter=1000, device="cpu", batch_size=1024):
+    def __init__(self, *, tol=1e-6, max_iter=1000, device="auto", batch_size=1024):
         self.tol = tol
         self.max_iter = max_iter
         self.device = device
@@ -177,7 +245,7 @@ class BaseSolver:
         state.pop("_cache", None)
         return state
 
-    def solve(self, C, Z, l1, *, init=None):
+    def solve(self, C, Z, l1, *, init=None, sparse_output=False):
         """Solve the nonnegative lasso for every row of ``Z``.
 
         Parameters
@@ -190,10 +258,15 @@ class BaseSolver:
             Nonnegative penalty.
         init : ndarray of shape (n_samples, n_concepts), default=None
             Warm start; zeros when None.
+        sparse_output : bool, default=False
+            Return the codes as a ``scipy.sparse.csr_matrix`` (built from the
+            working sets directly by the working-set solver, without a dense
+            intermediate).
 
         Returns
         -------
         result : SolverResult
+            The codes and the per-sample diagnostics.
         """
         Z = np.asarray(Z)
         if Z.dtype not in (np.float32, np.float64):
@@ -214,27 +287,63 @@ class BaseSolver:
                     f"{(Z.shape[0], C.shape[0])}."
                 )
         if Z.shape[0] == 0:
+            import scipy.sparse as sp
+
             k = C.shape[0]
             empty = np.zeros(0)
+            codes = np.zeros((0, k), dtype=Z.dtype)
             return SolverResult(
-                np.zeros((0, k), dtype=Z.dtype), empty.astype(int), empty, empty,
-                empty.astype(bool), self.name,
+                sp.csr_matrix(codes) if sparse_output else codes, empty.astype(int), empty,
+                empty, empty.astype(bool), self.name,
             )
         t0 = time.perf_counter()
-        bs = max(1, int(self.batch_size))
-        results = [
-            self._solve(
-                C, Z[i : i + bs], float(l1),
-                None if init is None else init[i : i + bs],
-            )
-            for i in range(0, Z.shape[0], bs)
-        ]
+        results = []
+        for sl in batch_slices(Z.shape[0], self.batch_size):
+            res = self._solve(C, Z[sl], float(l1), None if init is None else init[sl],
+                              sparse=bool(sparse_output))
+            if sparse_output and not _is_sparse(res.codes):
+                import scipy.sparse as sp
+
+                res.codes = sp.csr_matrix(res.codes)
+            results.append(res)
         res = SolverResult.concatenate(results)
         res.time = time.perf_counter() - t0
         return res
 
-    def _solve(self, C, Z, l1, init):  # pragma: no cover - abstract
+    def _solve(self, C, Z, l1, init, sparse=False):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def solve_penalties(self, C, Z, l1, *, support=None):
+        """Exact codes with a penalty per sample.
+
+        The problem is homogeneous: ``w(z, l1_i) = (l1_i / l1_0) w(z l1_0 / l1_i,
+        l1_0)``, so one :meth:`solve` at the median penalty ``l1_0`` of the
+        rescaled inputs gives every sample's codes.  Solvers that take
+        per-sample penalties directly override this method.
+
+        Parameters
+        ----------
+        C : ndarray of shape (n_concepts, n_features)
+            Dictionary with unit-norm rows.
+        Z : ndarray of shape (n_samples, n_features)
+            Centred inputs (float32 or float64).
+        l1 : ndarray of shape (n_samples,)
+            Positive penalty of each sample.
+        support : ndarray of shape (n_samples, n_concepts), dtype=bool, default=None
+            A guess of each support (a warm start; unused here).
+
+        Returns
+        -------
+        result : SolverResult
+            Codes and diagnostics, each sample at its own penalty.
+        """
+        l1 = np.asarray(l1, dtype=np.float64)
+        l1_0 = float(np.median(l1))
+        scale = (l1_0 / l1).astype(Z.dtype)
+        r = self.solve(C, Z * scale[:, None], l1_0)
+        r.codes = r.codes / scale[:, None]
+        r.objective = r.objective / scale.astype(np.float64) ** 2
+        return r
 
     # --- helpers for torch solvers -------------------------------------------------
     def _prepared(self, C, dtype):
@@ -252,10 +361,33 @@ class BaseSolver:
         return cache["C"][2], device, cache
 
 
+def _is_sparse(W):
+    import scipy.sparse as sp
+
+    return sp.issparse(W)
+
+
 def torch_result(name, W, n_iter, objective, gap, converged, extra=None):
-    """Build a :class:`SolverResult` from torch tensors (converted at the edge)."""
+    """Build a :class:`SolverResult` from torch tensors (converted at the edge).
+
+    Parameters
+    ----------
+    name : str
+        The solver's name.
+    W : Tensor, ndarray or scipy.sparse matrix of shape (n_samples, n_concepts)
+        The codes (sparse matrices are kept as they are).
+    n_iter, objective, gap, converged : Tensor of shape (n_samples,)
+        Per-sample diagnostics.
+    extra : dict of Tensor, default=None
+        Solver-specific diagnostics.
+
+    Returns
+    -------
+    result : SolverResult
+        The same, as numpy arrays.
+    """
     return SolverResult(
-        codes=to_numpy(W),
+        codes=W if _is_sparse(W) else to_numpy(W),
         n_iter=to_numpy(n_iter).astype(np.int64),
         objective=to_numpy(objective).astype(np.float64),
         gap=to_numpy(gap).astype(np.float64),

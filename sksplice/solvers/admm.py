@@ -20,7 +20,8 @@ depend on which other samples share its batch.
 from __future__ import annotations
 
 from .._utils import to_tensor
-from ._base import BaseSolver, _objective_gap_from, torch_result
+from ._base import BaseSolver, objective_gap_from, torch_result
+from ._kernels import working_set_solve
 
 __all__ = ["ADMMSolver"]
 
@@ -46,18 +47,21 @@ class ADMMSolver(BaseSolver):
         Residual balancing per sample (factor 2 steps, factorisations cached).
     check_every : int, default=10
         Iterations between duality-gap checks.
-    warm_start : {"zeros", "screen"}, default="zeros"
+    warm_start : {"zeros", "screen"}, default="screen"
         Initialisation when no ``init`` is given: zeros, or ``"screen"``:
         the exact solution restricted to each sample's ``working_set`` most
         correlated concepts (one small subproblem of the working-set solver),
         which is usually close to the final codes.
-    polish : bool, default=False
-        Run ADMM only to the loose relative gap ``polish_tol`` and then
+    polish : bool, default=True
+        Exact codes (the default): run ADMM only to the loose relative gap
+        ``polish_tol`` and then
         finish exactly: the working-set solver
         (:class:`~sksplice.solvers.ActiveSetSolver`) takes ADMM's support as
         its initial working set and solves to ``tol``, so the codes are
         exact (in the n_concepts x n_features memory of ADMM: it never forms
-        an n_concepts x n_concepts matrix either).
+        an n_concepts x n_concepts matrix either).  With ``False``, the codes
+        are ADMM's own, exact only to ``tol`` in the duality gap: tiny
+        spurious weights remain where the exact code has none.
     polish_tol : float, default=0.1
         Relative gap at which ADMM hands over to the polishing step.  The
         codes are exact whatever its value; a loose one leaves more of the
@@ -77,11 +81,10 @@ class ADMMSolver(BaseSolver):
     """
 
     name = "admm"
-    supports_gpu = True
 
     def __init__(self, *, tol=1e-6, max_iter=10000, device="auto", batch_size=1024,
-                 rho=None, adaptive_rho=True, check_every=10, warm_start="zeros",
-                 polish=False, polish_tol=0.1, working_set=32):
+                 rho=None, adaptive_rho=True, check_every=10, warm_start="screen",
+                 polish=True, polish_tol=0.1, working_set=32):
         super().__init__(tol=tol, max_iter=max_iter, device=device, batch_size=batch_size)
         self.rho = rho
         self.adaptive_rho = adaptive_rho
@@ -104,8 +107,6 @@ class ADMMSolver(BaseSolver):
         """Run the exact working-set solver on a batch (see ``warm_start``, ``polish``)."""
         import torch
 
-        from .active_set import working_set_solve
-
         C32, C64 = self._exact_views(C, Ct.device, cache)
         Z64 = to_tensor(Z, Ct.device, torch.float64)
         half = torch.full((Z.shape[0],), l1 / 2.0, dtype=torch.float64, device=Ct.device)
@@ -126,7 +127,7 @@ class ADMMSolver(BaseSolver):
             cache[key] = Ct @ torch.cholesky_inverse(L)
         return cache[key]
 
-    def _solve(self, C, Z, l1, init):
+    def _solve(self, C, Z, l1, init, sparse=False):
         import torch
 
         if self.warm_start not in ("zeros", "screen"):
@@ -217,7 +218,7 @@ class ADMMSolver(BaseSolver):
 
                 R = Zt - v @ Ct
                 corr = R @ Ct.T
-                obj, gap = _objective_gap_from(R, corr, v, l1)
+                obj, gap = objective_gap_from(R, corr, v, l1)
                 rel = gap / obj.clamp_min(torch.finfo(dtype).tiny)
                 r_p = torch.linalg.vector_norm(x - v, dim=1)
                 r_d = rho_vec * torch.linalg.vector_norm(v - v_old, dim=1)

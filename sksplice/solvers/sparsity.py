@@ -28,9 +28,11 @@ import time
 import numpy as np
 
 from .._utils import resolve_device, to_numpy, to_tensor
-from ._base import BaseSolver, SolverResult
+from ._base import BaseSolver, SolverResult, batch_slices
+from ._kernels import combine, gram_columns
+from ._registry import get_solver
 
-__all__ = ["solve_n_nonzero", "nonzero_path_l1"]
+__all__ = ["nonzero_path_l1", "solve_n_nonzero"]
 
 
 def solve_n_nonzero(C, Z, n_nonzero, *, solver="active_set", tol=1e-6, max_iter=None,
@@ -102,8 +104,6 @@ def solve_n_nonzero(C, Z, n_nonzero, *, solver="active_set", tol=1e-6, max_iter=
 
     import torch
 
-    from . import get_solver
-
     if not isinstance(n_nonzero, numbers.Integral) or isinstance(n_nonzero, bool) or n_nonzero < 1:
         raise ValueError(f"n_nonzero must be a positive integer; got {n_nonzero!r}.")
     C = np.asarray(C)
@@ -130,10 +130,9 @@ def solve_n_nonzero(C, Z, n_nonzero, *, solver="active_set", tol=1e-6, max_iter=
         est = get_solver(solver, tol=tol, max_iter=max_iter, device=str(dev),
                          batch_size=batch_size, **options)
     n = Z.shape[0]
-    bs = max(1, int(batch_size))
     parts = []
-    for a in range(0, max(n, 1), bs):
-        Zb = Z[a : a + bs]
+    for sl in batch_slices(n, batch_size) or [slice(0, 0)]:
+        Zb = Z[sl]
         with torch.inference_mode():
             C64 = to_tensor(C, dev, torch.float64)
             Z64 = to_tensor(Zb, dev, torch.float64)
@@ -145,11 +144,12 @@ def solve_n_nonzero(C, Z, n_nonzero, *, solver="active_set", tol=1e-6, max_iter=
 
 
 def _final_solve(est, C, Z, l1, support, steps):
-    """Exact codes at per-sample penalties ``l1`` (zero codes where ``l1 == 0``)."""
-    import torch
+    """Exact codes at per-sample penalties ``l1`` (zero codes where ``l1 == 0``).
 
-    from .active_set import ActiveSetSolver, working_set_solve
-
+    Goes through the solver contract: :meth:`BaseSolver.solve_penalties`
+    (the working-set solver takes the penalties directly, warm-started with
+    the path's support; other solvers rescale the inputs).
+    """
     n, k = Z.shape[0], C.shape[0]
     l1 = to_numpy(l1).astype(np.float64)
     pos = np.flatnonzero(l1 > 0)
@@ -159,32 +159,12 @@ def _final_solve(est, C, Z, l1, support, steps):
     gap = np.zeros(n)
     converged = np.ones(n, dtype=bool)
     if pos.size:
-        if isinstance(est, ActiveSetSolver):
-            # per-sample penalties directly, warm-started with the path's support
-            Ck, C64, device = est._dictionaries(C, Z.dtype)
-            with torch.inference_mode():
-                out = working_set_solve(
-                    Ck, C64, to_tensor(Z[pos], device, torch.float64),
-                    to_tensor(l1[pos] / 2.0, device, torch.float64),
-                    out_dtype=getattr(torch, str(Z.dtype)), tol=est.tol,
-                    max_rounds=int(est.max_iter), working_set=int(est.working_set),
-                    max_add=int(est.max_add), support=support[to_tensor(pos, support.device)],
-                )
-            sub = {key: to_numpy(val) for key, val in out.items()}
-            sub["n_iter"] = sub.pop("rounds")
-        else:
-            # any solver: w(z, l1_i) = (l1_i / l1_0) w(z * l1_0 / l1_i, l1_0)
-            l1_0 = float(np.median(l1[pos]))
-            scale = (l1_0 / l1[pos]).astype(Z.dtype)
-            r = est.solve(C, Z[pos] * scale[:, None], l1_0)
-            sub = dict(codes=r.codes / scale[:, None], n_iter=r.n_iter,
-                       objective=r.objective / scale.astype(np.float64) ** 2, gap=r.gap,
-                       converged=r.converged)
-        codes[pos] = sub["codes"]
-        n_iter[pos] = sub["n_iter"]
-        objective[pos] = sub["objective"]
-        gap[pos] = sub["gap"]
-        converged[pos] = sub["converged"]
+        sub = est.solve_penalties(C, Z[pos], l1[pos], support=to_numpy(support)[pos])
+        codes[pos] = sub.codes
+        n_iter[pos] = sub.n_iter
+        objective[pos] = sub.objective
+        gap[pos] = sub.gap
+        converged[pos] = sub.converged
     return SolverResult(
         codes=codes, n_iter=n_iter, objective=objective, gap=gap, converged=converged,
         solver=est.name, extra={"l1": l1, "path_steps": to_numpy(steps).astype(np.int64)},
@@ -217,11 +197,9 @@ def nonzero_path_l1(C64, Z64, n_nonzero, *, max_steps=None):
     """
     import torch
 
-    from .active_set import _combine, _gram_columns
-
     f64 = torch.float64
     device = C64.device
-    n, d = Z64.shape
+    n = Z64.shape[0]
     k = C64.shape[0]
     if max_steps is None:
         max_steps = 4 * int(n_nonzero) + 20
@@ -253,7 +231,7 @@ def nonzero_path_l1(C64, Z64, n_nonzero, *, max_steps=None):
         M.diagonal(dim1=1, dim2=2).add_(1.0 - Vf)
         L, info = torch.linalg.cholesky_ex(M)
         v = torch.cholesky_solve(Vf.unsqueeze(2), L).squeeze(2) * Vf
-        a = _combine(S, v, C64) @ C64.T
+        a = combine(S, v, C64) @ C64.T
         # entering: c_j - t a_j = lam - t
         denom = 1.0 - a
         t_in = torch.where(denom > 1e-12, (lam[:, None] - c) / denom.clamp_min(1e-12),
@@ -299,7 +277,7 @@ def nonzero_path_l1(C64, Z64, n_nonzero, *, max_steps=None):
         enter = ~leaving & ~finished
         N = torch.where(enter, j_enter, S[:, 0]).unsqueeze(1)
         S2 = torch.cat([torch.where(V, S, S[:, :1]), N], dim=1)
-        cols, _ = _gram_columns(C64, Za, S2, 1)
+        cols, _ = gram_columns(C64, Za, S2, 1)
         G2 = torch.empty((na, m + 1, m + 1), dtype=f64, device=device)
         G2[:, :m, :m] = G
         G2[:, :, m:] = cols
