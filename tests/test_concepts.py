@@ -184,3 +184,78 @@ def test_prompt_template_is_applied(encoder, monkeypatch):
     cd = build_dictionary(encoder, ["dog", "cat"], prompt_template="a photo of a {}.")
     assert seen == ["a photo of a dog.", "a photo of a cat."]
     assert cd.names.tolist() == ["dog", "cat"]
+
+
+@pytest.mark.parametrize("template", ["{:>1000000000}", "{!r}", "a photo of {:x^99999999}"])
+def test_prompt_template_cost_is_bounded(encoder, template):
+    with pytest.raises(ValueError, match="format specification"):
+        build_dictionary(encoder, VOCAB, prompt_template=template)
+    with pytest.raises(ValueError, match="at most 1000"):
+        build_dictionary(encoder, VOCAB, prompt_template="{}" + "x" * 5000)
+
+
+def test_concurrent_cold_builds_encode_once(encoder, offline_sandbox, monkeypatch):
+    """Two builds racing on a cold cache (as GridSearchCV(n_jobs=2) workers): one encodes."""
+    import threading
+
+    calls = count_calls(monkeypatch, Encoder, "encode_texts")
+    real = Encoder.encode_texts
+    started = threading.Event()
+
+    def slow(self, texts, **kw):
+        started.set()
+        time.sleep(0.3)  # hold the lock while the other build arrives
+        return real(self, texts, **kw)
+
+    monkeypatch.setattr(Encoder, "encode_texts", slow)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(build_dictionary(encoder, VOCAB)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [len(VOCAB)]
+    assert sorted(r.metadata["cache_hit"] for r in results) == [False, True]
+    assert results[0] == results[1]
+    assert len(_entries(offline_sandbox)) == 1
+
+
+_PROCESS_BUILD = """
+import sys
+from _clip_helpers import TINY
+import json, open_clip
+open_clip.add_model_config(sys.argv[2])
+from sksplice import Encoder, build_dictionary, get_encoder
+calls = []
+real = Encoder.encode_texts
+def counted(self, texts, **kw):
+    calls.append(len(texts))
+    return real(self, texts, **kw)
+Encoder.encode_texts = counted
+build_dictionary(get_encoder((TINY, sys.argv[1]), device="cpu"), sys.argv[3].split(","))
+print(len(calls))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_on_a_cold_cache_encode_once(tiny_checkpoint, tiny_config, tmp_path,
+                                                   offline_sandbox):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from _clip_helpers import TINY_CFG
+
+    cfg = tmp_path / f"{TINY}.json"
+    cfg.write_text(json.dumps(TINY_CFG))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), str(Path(__file__).parents[1])])}
+    procs = [subprocess.Popen([sys.executable, "-c", _PROCESS_BUILD, str(tiny_checkpoint),
+                               str(cfg), ",".join(VOCAB)], env=env, stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    counts = [int(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    assert sorted(counts) == [0, 1]
+    assert len(_entries(offline_sandbox)) == 1

@@ -96,6 +96,14 @@ def test_means_download(data_server, splice_data_dir):
                                   get_reference_mean("ViT-B-32-quickgelu:openai"))
     assert get_reference_mean("ViT-L-14:openai") is None
     assert len(data_server.requests) == len(MEANS)
+    # the reference code's names, and Hugging Face names of the same weights
+    np.testing.assert_array_equal(get_reference_mean("clip:ViT-B/32"),
+                                  get_reference_mean("ViT-B-32:openai"))
+    np.testing.assert_array_equal(get_reference_mean("open_clip:ViT-B-32"),
+                                  get_reference_mean("ViT-B-32:laion2b_s34b_b79k"))
+    np.testing.assert_array_equal(get_reference_mean("hf:openai/clip-vit-base-patch16"),
+                                  get_reference_mean("ViT-B-16:openai"))
+    assert get_reference_mean("hf:someone/else") is None
 
 
 def test_reference_mean_of_a_tagged_encoder(data_server, tiny_config):
@@ -212,3 +220,57 @@ def test_offline_finds_weights_in_a_copied_hugging_face_cache(tmp_path):
     assert _cached_weights(cfg, str(tmp_path / "hub"))[0].endswith("open_clip_model.safetensors")
     path, looked = _cached_weights(cfg, str(tmp_path / "empty"))
     assert path is None and "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in looked[0]
+
+
+def test_a_users_file_with_another_digest_is_kept(splice_data_dir, offline_sandbox, monkeypatch):
+    """A laion.txt placed in the cache by the user is never deleted, offline or online."""
+    mine = offline_sandbox / "vocab" / "laion.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my own\nconcepts\n")
+    monkeypatch.setenv("SKSPLICE_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError) as info:
+        load_vocabulary("laion")
+    msg = str(info.value)
+    assert mine.read_text() == "my own\nconcepts\n"                   # kept, unchanged
+    assert "digest" in msg and VOCABULARIES["laion"]["sha256"][:12] in msg  # what differs
+    assert "kept" in msg and "pass its path" in msg and "move yours aside" in msg  # how to proceed
+    assert load_vocabulary(mine) == ["my own", "concepts"]          # the way out it names
+
+
+def test_online_a_users_file_is_moved_aside_not_deleted(data_server, offline_sandbox):
+    mine = offline_sandbox / "vocab" / "laion.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my own\n")
+    with pytest.warns(UserWarning, match="kept as"):
+        assert len(load_vocabulary("laion")) == 10000
+    (aside,) = mine.parent.glob("laion.txt.*.orig")
+    assert aside.read_text() == "my own\n"
+
+
+def test_downloads_are_capped_in_size(splice_data_dir, tmp_path, offline_sandbox, monkeypatch):
+    root = splice_layout(splice_data_dir, tmp_path / "big")
+    (root / "means" / "clip_RN50_image.pt").write_bytes(b"x" * (2 * 1024 * 1024))
+    server = DataServer(root)
+    try:
+        monkeypatch.setenv("SKSPLICE_DATA_URL", server.url)
+        with pytest.raises(DownloadError, match="larger than the 4885 bytes"):
+            get_reference_mean("RN50:openai")
+        assert not list((offline_sandbox / "means").glob("*"))  # nothing half-written
+        with pytest.raises(DownloadError, match="larger than the 10 bytes"):
+            fetch("vocab/laion.txt", VOCABULARIES["laion"]["sha256"], size=10)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o002])
+def test_downloaded_files_follow_the_umask(data_server, offline_sandbox, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        load_vocabulary("mscoco")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((offline_sandbox / "vocab" / "mscoco.txt").stat().st_mode)
+    assert mode == 0o666 & ~umask

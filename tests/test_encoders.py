@@ -33,6 +33,7 @@ def _full_context(model, tokenizer, texts):
     return torch.nn.functional.normalize(out, dim=-1).numpy()
 
 
+@pytest.mark.slow
 def test_registry_and_defaults():
     assert DEFAULT_ENCODER == "ViT-B-32:laion2b_s34b_b79k"
     assert list_encoders() == [
@@ -151,6 +152,7 @@ def test_truncated_text_encoding_is_exact_tiny(tiny_model, batch_size):
     assert np.abs(out - ref).max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_truncated_text_encoding_is_exact_vit_b_32(monkeypatch):
     """The paper's architecture, random weights: truncated == full context (float32)."""
     import open_clip
@@ -333,3 +335,49 @@ def test_truncated_batches_respect_the_token_budget():
     assert spans[0][0] == 0 and spans[-1][1] == 500
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
     assert all((stop - start) * lengths[stop - 1] <= 256 * 77 for start, stop in spans)
+
+
+def test_reference_code_names_and_ambiguity():
+    assert get_encoder("clip:ViT-B/32", device="cpu").identity == "open_clip/ViT-B-32/openai"
+    assert get_encoder("clip:RN50", device="cpu").identity == "open_clip/RN50/openai"
+    assert get_encoder("open_clip:ViT-B-32", device="cpu").identity == (
+        "open_clip/ViT-B-32/laion2b_s34b_b79k")
+    # OpenAI's spelling without a tag must not silently pick the LAION weights
+    with pytest.raises(ValueError, match="ambiguous") as info:
+        get_encoder("ViT-B/32", device="cpu")
+    assert "'ViT-B-32:openai'" in str(info.value) and "'ViT-B-32:laion2b_s34b_b79k'" in str(
+        info.value)
+    with pytest.raises(ValueError, match=r"reference code's names \['clip:ViT-B/32'"):
+        get_encoder("clip:ViT-L/14", device="cpu")
+    with pytest.raises(ValueError, match="too long"):
+        get_encoder("ViT-B-32:" + "x" * 100_000)
+
+
+def test_errors_never_embed_a_long_repr():
+    class Huge:
+        def __repr__(self):
+            return "Huge(" + "layer, " * 1000 + ")"
+
+    with pytest.raises(ValueError, match="is not an encoder") as info:
+        get_encoder(Huge())
+    assert len(str(info.value)) < 400 and "layer, layer" not in str(info.value)
+
+
+def test_decompression_bomb_names_the_file(tiny_model, tmp_path, monkeypatch):
+    from PIL import Image
+
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 * 64 > 2 * 100: a "bomb"
+    enc = Encoder.from_model(tiny_model, device="cpu")
+    with pytest.raises(ValueError, match=r"image 0 \(.*bomb\.png'\) is too large"):
+        enc.encode_images([path])
+
+
+def test_one_meaning_of_looks_like_path():
+    from sksplice.encoders import looks_like_path
+
+    for s in ("a/b", "w.pt", "v.txt", "img.JPG", "~/x", "./x"):
+        assert looks_like_path(s), s
+    for s in ("laion", "openai", "laion2b_s34b_b79k", "mscoco"):
+        assert not looks_like_path(s), s

@@ -120,3 +120,38 @@ def test_build_vocabulary_options_and_errors():
         build_vocabulary(caps, n_words=-1)
     with pytest.raises(ValueError, match="must be strings"):
         build_vocabulary(["cat", None])
+
+
+def test_whole_vocabulary_and_default_size(splice_data_dir):
+    path = splice_data_dir / "laion.txt"
+    whole = load_vocabulary(path, -1)
+    assert len(whole) == 37445 and whole == load_vocabulary(path, None)  # a file: everything
+    assert load_vocabulary(["a", "b", "c"], -1) == ["a", "b", "c"]
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match=r"-1 for the whole vocabulary, or None for the "
+                                             r"vocabulary's default size"):
+            load_vocabulary(["a"], bad)
+
+
+def test_byte_order_mark_is_not_part_of_a_concept(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeffzebra\ncar\n".encode())
+    assert load_vocabulary(path) == ["zebra", "car"]
+
+
+def test_vocabulary_inputs_are_bounded(tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_text("dog\n" + "x" * 100_000 + "\ncat\n")
+    with pytest.raises(ValueError, match="line 2 .* 100000 characters"):
+        load_vocabulary(path)
+    with pytest.raises(ValueError, match="100000 characters"):
+        load_vocabulary(["dog", "x" * 100_000])
+    with pytest.raises(ValueError, match="a string of 1000000 characters"):
+        load_vocabulary("l" * 1_000_000)
+
+
+def test_build_vocabulary_uses_scikit_learns_stop_words():
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    assert ENGLISH_STOPWORDS is ENGLISH_STOP_WORDS
+    assert build_vocabulary(["whereafter the cat sat", "cat"], n_bigrams=0) == ["sat", "cat"]
