@@ -32,3 +32,18 @@ BATCH_SIZE = 1024
 IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
 )
+
+#: Factor by which ``SpliceTransformer.transform`` multiplies the exact SpLiCE
+#: weights, so that a downstream linear model with its default regularisation
+#: sees features of order one (measured on real CLIP embeddings; see
+#: docs/user_guide/sparsity.md).  ``decompose`` always returns the exact weights.
+OUTPUT_SCALE = 30.0
+
+#: Image files decoded and embedded at once by the file-based paths (shards, CLI).
+IMAGE_BATCH_SIZE = 64
+
+#: Images per shard of a decomposition folder.
+SHARD_SIZE = 1024
+
+#: Concepts shown per image (CLI) and per class (summaries, plots).
+TOP_K = 10

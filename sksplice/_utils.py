@@ -8,8 +8,13 @@ worlds.
 from __future__ import annotations
 
 import difflib
+import os
 
 import numpy as np
+import sklearn
+
+_SKLEARN_DIR = os.path.dirname(os.path.abspath(sklearn.__file__))
+
 
 def resolve_device(device):
     """Turn a device string into a concrete ``torch.device``.
@@ -98,3 +103,60 @@ def suggest(name, choices, n=3):
     if not matches:
         return ""
     return " Did you mean " + ", ".join(repr(m) for m in matches) + "?"
+
+
+def user_stacklevel():
+    """The ``stacklevel`` that points a warning at the first caller outside sksplice and sklearn.
+
+    Returns
+    -------
+    stacklevel : int
+        For a ``warnings.warn`` call made in the function that calls this one.
+    """
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    internal = (here, _SKLEARN_DIR)
+    frame = sys._getframe(1)  # the function that will call warnings.warn
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(internal):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def progress_bar(total, enabled, desc, unit):
+    """A tqdm bar when ``enabled`` (on stderr), else a no-op with the same ``update``.
+
+    Parameters
+    ----------
+    total : int
+        Number of steps.
+    enabled : bool
+        Whether to show it.
+    desc : str
+        Label.
+    unit : str
+        What a step is.
+
+    Returns
+    -------
+    bar : context manager
+        Entering it gives an object with ``update(n)``.
+    """
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        """Do nothing."""

@@ -19,14 +19,21 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EPS", "normalize_rows", "center_embeddings", "recompose", "reconstruction_cosine"]
+__all__ = [
+    "EPS", "center_embeddings", "degenerate_rows", "normalize_rows", "recompose",
+    "reconstruction_cosine",
+]
 
 #: Norms below this are treated as zero when normalising rows.
 EPS = 1e-12
 
 
-def normalize_rows(X, *, copy=True):
-    """L2-normalise the rows of a 2-D array; zero rows stay zero.
+def normalize_rows(X, *, copy=True, eps=EPS):
+    """L2-normalise the rows of a 2-D array at any scale; zero rows stay zero.
+
+    Each row is first divided by its largest absolute entry, so rows of norm
+    ``1e300`` or ``1e-300`` are normalised exactly, without overflow or
+    underflow.
 
     Parameters
     ----------
@@ -34,22 +41,38 @@ def normalize_rows(X, *, copy=True):
         Rows to normalise.
     copy : bool, default=True
         Whether to return a new array (otherwise ``X`` is modified in place).
+    eps : float, default=1e-12
+        Rows whose Euclidean norm is at most ``eps`` are returned as zeros
+        (``eps=0`` keeps every row with a nonzero entry).
 
     Returns
     -------
     X_normalized : ndarray of shape (n_samples, n_features)
-        Rows with unit Euclidean norm (rows of norm below ``1e-12`` are
-        returned as zeros, never NaN).
+        Rows with unit Euclidean norm, or zeros (never NaN).
     """
     X = np.array(X, copy=copy)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    np.divide(X, np.maximum(norms, EPS), out=X)
-    X[(norms <= EPS).ravel()] = 0.0
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)
+    scale = np.max(np.abs(X), axis=1, keepdims=True) if X.shape[1] else np.zeros((len(X), 1))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        small = (scale <= eps).ravel() if eps > 0 else None
+        np.divide(X, np.where(scale > 0, scale, 1), out=X)
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        np.divide(X, np.where(norms > 0, norms, 1), out=X)
+        if eps > 0:
+            # the row's true norm is scale * norms; compare without forming it
+            small |= (norms.ravel() * scale.ravel() <= eps)
+    X[small if eps > 0 else (scale <= 0).ravel()] = 0.0
     return X
 
 
 def center_embeddings(X, mean):
     """The SpLiCE input transform ``z = normalize(normalize(x) - mean)``.
+
+    Rows are normalised at any scale (a finite row of norm ``1e-300`` or
+    ``1e300`` is its direction); a row with no nonzero entry has no direction
+    and stays zero (it is not turned into ``-mean``), as does a row whose
+    direction equals the mean's.
 
     Parameters
     ----------
@@ -61,13 +84,31 @@ def center_embeddings(X, mean):
     Returns
     -------
     Z : ndarray of shape (n_samples, n_features)
-        Centred, unit-norm rows.
+        Centred, unit-norm rows (zeros for rows without a direction).
     """
-    Z = normalize_rows(X)
+    Z = normalize_rows(X, eps=0.0)
     if mean is not None:
+        zero = ~Z.any(axis=1)
         Z -= np.asarray(mean, dtype=Z.dtype)
         normalize_rows(Z, copy=False)
+        Z[zero] = 0.0
     return Z
+
+
+def degenerate_rows(X):
+    """Indices of the rows with no direction to decompose (every entry zero).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Raw embeddings.
+
+    Returns
+    -------
+    rows : ndarray of int
+        Their indices, in order.
+    """
+    return np.flatnonzero(~np.asarray(X).any(axis=1))
 
 
 def recompose(codes, dictionary, mean):
@@ -111,5 +152,5 @@ def reconstruction_cosine(X, X_hat):
     -------
     cosine : ndarray of shape (n_samples,)
     """
-    Xn = normalize_rows(np.asarray(X, dtype=np.float64))
+    Xn = normalize_rows(np.asarray(X, dtype=np.float64), eps=0.0)
     return np.sum(Xn * np.asarray(X_hat, dtype=np.float64), axis=1)

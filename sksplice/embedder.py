@@ -8,11 +8,13 @@ Put it in front of :class:`~sksplice.SpliceTransformer` (with
 from __future__ import annotations
 
 import numbers
-import os
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
+
+from . import _defaults
+from ._inputs import as_rows, guess_kind, is_dask_collection
 
 __all__ = ["CLIPEmbedder"]
 
@@ -76,7 +78,7 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
         "progress": ["boolean"],
     }
 
-    def __init__(self, encoder="ViT-B-32:laion2b_s34b_b79k", *, input="image", batch_size=64,
+    def __init__(self, encoder=_defaults.ENCODER, *, input="image", batch_size=64,
                  device="auto", progress=False):
         self.encoder = encoder
         self.input = input
@@ -85,12 +87,18 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
         self.progress = progress
 
     def _get_encoder(self):
+        """The encoder, reloaded when ``set_params`` changed ``encoder`` or ``device``."""
         enc = getattr(self, "_encoder_obj", None)
-        if enc is None:
+        spec = getattr(self, "_encoder_spec", None)
+        stale = enc is None or spec is None or spec[1] != self.device or (
+            spec[0] is not self.encoder and spec[0] != self.encoder
+        )
+        if stale:
             from .encoders import get_encoder
 
             enc = get_encoder(self.encoder, device=self.device)
             self._encoder_obj = enc
+            self._encoder_spec = (self.encoder, self.device)
         return enc
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -106,7 +114,7 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
         -------
         self : CLIPEmbedder
         """
-        self._encoder_obj = None
+        self._encoder_obj = None  # a fit reloads the encoder
         self.embed_dim_ = self._get_encoder().embed_dim
         return self
 
@@ -123,20 +131,41 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
         embeddings : ndarray of shape (n_samples, embed_dim), dtype float32
             Unit-norm rows.
         """
-        from .transformer import _is_dask_collection
-
-        if _is_dask_collection(X):
+        if is_dask_collection(X):
             from ._dask import transform_dask
 
             return transform_dask(self, X)
         enc = self._get_encoder()  # stateless: works without fit
+        rows = as_rows(X)  # one row per sample, from any container
         if self.input == "text":
-            if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == 1:
-                X = X.ravel()  # a one-column frame / array of strings
-            return enc.encode_texts(_as_list(X), batch_size=self.batch_size,
-                                    progress=self.progress)
-        return enc.encode_images(X if isinstance(X, np.ndarray) else _as_list(X),
-                                 batch_size=self.batch_size, progress=self.progress)
+            if isinstance(rows, np.ndarray):
+                rows = rows.ravel().tolist()
+            bad = next((i for i, t in enumerate(rows) if not isinstance(t, str)), None)
+            if bad is not None:
+                raise TypeError(
+                    f"X[{bad}] is a {type(rows[bad]).__name__}, not a string; with "
+                    "input='text' every row must be a text."
+                )
+            emb = enc.encode_texts(list(rows), batch_size=self.batch_size,
+                                   progress=self.progress)
+        else:
+            if isinstance(rows, np.ndarray) and rows.ndim == 3:
+                rows = rows[None]  # one uint8 image
+            if isinstance(rows, np.ndarray) and rows.dtype != np.uint8 or (
+                isinstance(rows, list) and rows and guess_kind(rows) != "image"
+            ):
+                raise ValueError(
+                    "CLIPEmbedder(input='image') needs images: paths, PIL images or uint8 "
+                    f"arrays of shape (H, W, 3); got {_describe_rows(rows)}. For texts pass "
+                    "input='text'."
+                )
+            emb = enc.encode_images(rows, batch_size=self.batch_size, progress=self.progress)
+        if len(emb) != len(rows):
+            raise ValueError(
+                f"the encoder returned {len(emb)} embeddings for {len(rows)} rows; an "
+                "encoder must return one row per input."
+            )
+        return emb
 
     def get_feature_names_out(self, input_features=None):
         """``clipembedder0`` ... ``clipembedder{d-1}``.
@@ -162,13 +191,12 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
 
     def __getstate__(self):
         state = super().__getstate__()
+        state.pop("_encoder_spec", None)
         state.pop("_encoder_obj", None)  # the model is reloaded on demand, never pickled
         return state
 
 
-def _as_list(X):
-    if isinstance(X, (str, os.PathLike)):
-        return [X]
-    if hasattr(X, "tolist") and not isinstance(X, np.ndarray):
-        return X.tolist()  # pandas Series
-    return list(X)
+def _describe_rows(rows):
+    if isinstance(rows, np.ndarray):
+        return f"an array of shape {rows.shape} and dtype {rows.dtype}"
+    return f"{len(rows)} rows starting with a {type(rows[0]).__name__}"

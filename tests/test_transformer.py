@@ -64,7 +64,7 @@ def test_acceptance_snippet(data):
 def test_l1_scale_matches_sklearn_lasso(data):
     names, E, X, _ = data
     st = _st(names, E, l1=0.25, image_mean=None, tol=1e-10, max_iter=100000).fit(X[:5])
-    W = st.transform(X[:5]).toarray()
+    W = st.decompose(X[:5])[0].toarray()  # the exact weights (transform scales them)
     C = st.dictionary_.embeddings
     Z = X[:5] / np.linalg.norm(X[:5], axis=1, keepdims=True)
     d = X.shape[1]
@@ -137,7 +137,8 @@ def test_all_zero_codes_reconstruct_to_the_mean(data):
 def test_function_form_shares_the_code_path(data):
     names, E, X, _ = data
     cd = ConceptDictionary(names, E)
-    st = SpliceTransformer(l1=0.2, dictionary=cd, image_mean="fit", device="cpu").fit(X)
+    st = SpliceTransformer(l1=0.2, dictionary=cd, image_mean="fit", device="cpu",
+                           output_scale=1.0).fit(X)
     W1 = st.transform(X)
     W2, info = splice_encode(X, cd, l1=0.2, image_mean="fit", device="cpu",
                              return_diagnostics=True)

@@ -1,0 +1,7 @@
+"""``SpliceTransformer`` and its function form ``splice_encode``."""
+
+from ..exceptions import CenteringWarning
+from ._estimator import SpliceTransformer
+from ._function import splice_encode
+
+__all__ = ["CenteringWarning", "SpliceTransformer", "splice_encode"]
