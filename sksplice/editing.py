@@ -160,9 +160,11 @@ class ConceptEditor(TransformerMixin, BaseEstimator):
         read as a space), so ``remove=["dog"]`` removes ``"dog"``, ``"hot
         dog"`` and ``"dog_collar"`` but not ``"dogsled"``.
     output : {"codes", "embedding"}, default="codes"
-        ``"codes"``: the edited codes (a ``scipy.sparse.csr_matrix`` unless
-        the estimator has ``sparse_output=False``) with the removed columns
-        zero.  ``"embedding"``: dense edited embeddings, a drop-in
+        ``"codes"``: the estimator's ``transform`` output (a
+        ``scipy.sparse.csr_matrix`` unless it has ``sparse_output=False``)
+        with the removed columns zero, a drop-in replacement for it in a
+        pipeline; a SpliceTransformer with ``output_scale=1`` gives the
+        exact SpLiCE weights.  ``"embedding"``: dense edited embeddings, a drop-in
         replacement for CLIP embeddings.
     mode : {"recompose", "residual"}, default="recompose"
         How ``output="embedding"`` builds the embedding (see the module
@@ -214,10 +216,10 @@ class ConceptEditor(TransformerMixin, BaseEstimator):
     >>> editor = ConceptEditor(st, remove=["dog"]).fit(X)
     >>> editor.removed_concepts_
     array(['dog'], dtype=object)
-    >>> W = editor.transform(X)
-    >>> np.round(W.toarray(), 2)
-    array([[0.76, 0.  , 0.  , 0.25],
-           [0.  , 0.  , 0.93, 0.  ]])
+    >>> W = editor.transform(X)  # st.transform(X) with the "dog" column zeroed
+    >>> (W.toarray() > 0).astype(int)
+    array([[1, 0, 0, 1],
+           [0, 0, 1, 0]])
     >>> E = ConceptEditor(st, remove=["dog"], output="embedding", mode="residual").fit(X)
     >>> np.round(E.transform(X), 2)
     array([[0.93, 0.06, 0.  , 0.35],

@@ -135,6 +135,30 @@ def test_class_with_no_samples_is_an_error():
     assert list(dist.classes) == [2, 0] and list(dist.n_samples) == [1, 2]
 
 
+def test_labels_that_print_the_same_are_not_merged():
+    """``[1, "1"]`` is two groups to Python but one to numpy's str conversion and to a table."""
+    for fn in (class_concepts, concept_association):
+        with pytest.raises(ValueError, match=r"distinct values with the same name \(1 and '1'\)"):
+            fn(W4, NAMES, [1, 1, "1", "1"])
+    with pytest.raises(ValueError, match="same name"):
+        concept_association(W4, NAMES, ["a", "a", "b", "b"], groups=[1, "1"])
+    # labels of mixed types that print differently stay distinct groups
+    dist = class_concepts(W4, NAMES, [1, 1, "b", "b"])
+    assert sorted(map(str, dist.classes)) == ["1", "b"] and list(dist.n_samples) == [2, 2]
+
+
+def test_class_table_refuses_a_repeated_or_reserved_class():
+    """A class named like a group the caller adds (e.g. "(all)") must not merge into it."""
+    kw = dict(concept_names=np.array(NAMES, dtype=object), n_samples=np.array([2, 2]),
+              mean_weight=np.zeros((2, 4)), frequency=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="same name"):
+        ClassConcepts(classes=np.array(["(all)", "(all)"], dtype=object), **kw)
+    with pytest.raises(ValueError, match="same name"):
+        ClassConcepts(classes=np.array([3, "3"], dtype=object), **kw)
+    dist = ClassConcepts(classes=np.array(["cats", "(all)"], dtype=object), **kw)
+    assert dist.index("(all)") == 1 and dist.index("cats") == 0
+
+
 # ----------------------------------------------------------------- association
 def _zero_inflated(rng, n, k, density=0.15):
     return rng.exponential(size=(n, k)) * (rng.random((n, k)) < density)

@@ -151,6 +151,23 @@ def test_edit_codes_checks_shape(problem):
         ed.edit_codes(np.zeros((2, 39)))
 
 
+def test_edit_codes_reads_a_list_and_names_bad_containers(problem, fitted):
+    names, cd, X, mean = problem
+    st, codes = fitted
+    ed = ConceptEditor(_st(cd, mean), remove=["concept_0"]).fit(X)
+    dense = codes.toarray()
+    out = ed.edit_codes(dense.tolist())
+    assert isinstance(out, np.ndarray)
+    assert_allclose(out, ed.edit_codes(dense))
+    assert np.all(out[:, 0] == 0)
+    with pytest.raises(ValueError, match=r"shape \(40,\).*reshape\(1, -1\)"):
+        ed.edit_codes(dense[0].tolist())
+    with pytest.raises(ValueError, match="must be numeric"):
+        ed.edit_codes([["a"] * 40])
+    with pytest.raises(ValueError, match="2-D numeric array"):
+        ed.edit_codes([[0.0] * 40, [0.0] * 3])
+
+
 # ----------------------------------------------------------------- embeddings
 def test_residual_unchanged_when_removed_weight_is_zero(problem, fitted):
     names, cd, X, mean = problem
@@ -182,11 +199,12 @@ def test_residual_changes_only_rows_using_the_concept(problem, fitted):
     # the formula: x' is proportional to s * (z - w_j c_j) + mu
     R = Xn - mean
     s = np.linalg.norm(R, axis=1, keepdims=True)
-    expected = normalize_rows(s * (R / s - W[:, [j]] * cd.embeddings[j]) + mean)
+    w_j = st.decompose(X)[0].toarray()[:, [j]]  # the exact SpLiCE weight of concept j
+    expected = normalize_rows(s * (R / s - w_j * cd.embeddings[j]) + mean)
     assert_allclose(out, expected, atol=1e-12)
     assert_allclose(np.linalg.norm(out, axis=1), 1.0)
     # the removed concept's direction is gone from the centred edit
-    z_edit = R / s - W[:, [j]] * cd.embeddings[j]
+    z_edit = R / s - w_j * cd.embeddings[j]
     z_orig = R / s
     assert np.all(np.abs(z_edit[rows] @ cd.embeddings[j]) < np.abs(z_orig[rows] @ cd.embeddings[j]))
 
@@ -390,7 +408,7 @@ def test_text_inputs_are_encoded_once_and_edited():
     ed = ConceptEditor(st, remove=["b"], output="embedding", mode="residual").fit(texts)
     out = ed.transform(texts)
     emb = enc.encode_texts(texts)
-    codes = ed.estimator_.transform(texts)
+    codes, _ = ed.estimator_.decompose(texts)  # the exact SpLiCE weights
     assert_allclose(out, residual_edit(emb, codes, cd.embeddings, None, [1]), atol=1e-6)
     assert np.all(out[:, 1] < normalize_rows(emb)[:, 1])
     assert list(ed.get_feature_names_out()) == ["x0", "x1", "x2", "x3"]

@@ -16,6 +16,7 @@ from sksplice.analysis import (  # noqa: E402
 )
 from sksplice.plotting import (  # noqa: E402
     plot_group_comparison,
+    plot_probe_concepts,
     plot_sparsity_sweep,
     plot_top_concepts,
 )
@@ -102,6 +103,26 @@ def test_nothing_to_plot_and_wrong_inputs():
         plot_top_concepts(W)
     with pytest.raises(ValueError, match="SparsitySweep"):
         plot_sparsity_sweep(dist)
+
+
+def test_probe_concepts_plot(tmp_path):
+    pd = pytest.importorskip("pandas")
+    table = pd.DataFrame({
+        "class": ["beach", "beach", "beach", "ski", "ski"],
+        "concept": ["sea", "sand", "snow", "snow", "sky"],
+        "contribution": [0.9, 0.4, -0.2, 0.7, 0.1],
+    })
+    fig = plot_probe_concepts(table, top_k=2)
+    assert [ax.get_title() for ax in fig.axes] == ["beach", "ski"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["sea", "sand"]
+    _saved(fig, tmp_path / "probe.png")
+    one = plot_probe_concepts(table, "ski")
+    assert [ax.get_title() for ax in one.axes] == ["ski"]
+    assert len(one.axes[0].patches) == 2
+    with pytest.raises(ValueError, match="class 'desert' is not in the table"):
+        plot_probe_concepts(table, "desert")
+    with pytest.raises(ValueError, match="lacks the column"):
+        plot_probe_concepts(table.drop(columns="contribution"))
 
 
 def test_matplotlib_missing_names_the_extra(monkeypatch):

@@ -183,12 +183,13 @@ def concept_permutation_importance(probe, X, y, *, scoring=None, n_repeats=5,
     >>> cd = ConceptDictionary(["cat", "dog", "car"], np.eye(3), center=False)
     >>> y = np.repeat([0, 1], 20)
     >>> X = np.abs(rng.normal(size=(40, 3))) * 0.2
-    >>> X[y == 1, 2] += 1.0                      # "car" tells the classes apart
+    >>> X[y == 0, 0] += 1.0                      # "cat" in class 0,
+    >>> X[y == 1, 2] += 1.0                      # "car" in class 1, "dog" is noise
     >>> st = SpliceTransformer(l1=0.05, dictionary=cd, image_mean=None, device="cpu")
     >>> probe = make_pipeline(st, MaxAbsScaler(), LogisticRegression()).fit(X, y)
     >>> res = concept_permutation_importance(probe, X, y, random_state=0)
-    >>> str(res.feature_names[np.argmax(res.importances_mean)])
-    'car'
+    >>> str(res.feature_names[np.argmin(res.importances_mean)])
+    'dog'
     """
     from sklearn.metrics import check_scoring
     from sklearn.utils import Bunch
