@@ -322,7 +322,7 @@ class ConceptEditor(TransformerMixin, BaseEstimator):
         if self.mode == "recompose":
             return est.inverse_transform(self.edit_codes(est.transform(X)))
         X_emb = np.asarray(est.embed(X))
-        codes, _ = _decompose_embeddings(est, X_emb)
+        codes, _ = est.decompose_embeddings(X_emb)
         return residual_edit(
             X_emb, codes, est.dictionary_.embeddings, est.image_mean_, self.removed_indices_
         )
@@ -421,22 +421,6 @@ def _zero_columns(codes, columns):
     if columns.size:
         out[:, columns] = 0
     return out
-
-
-def _decompose_embeddings(est, X_emb):
-    """``est.decompose_embeddings(X_emb)``; estimators without it decompose as embeddings."""
-    method = getattr(est, "decompose_embeddings", None)
-    if method is not None:
-        return method(X_emb)
-    return _as_embedding_input(est).decompose(X_emb)
-
-
-def _as_embedding_input(est):
-    import copy
-
-    est = copy.copy(est)
-    est.set_params(input="embedding")
-    return est
 
 
 def residual_edit(X, codes, dictionary, mean, removed):

@@ -7,7 +7,6 @@ methods (``embed``, ``decompose_embeddings``).
 
 from __future__ import annotations
 
-import copy
 import numbers
 
 import numpy as np
@@ -208,16 +207,6 @@ def embed_and_decompose(estimator, X, codes=None):
     """
     X_emb = np.asarray(estimator.embed(X))
     if codes is None:
-        codes, _ = decompose_embeddings(estimator, X_emb)
+        codes, _ = estimator.decompose_embeddings(X_emb)
     return X_emb, codes
 
-
-def decompose_embeddings(estimator, X_emb):
-    """``estimator.decompose_embeddings(X_emb)``: exact codes of embeddings already held."""
-    method = getattr(estimator, "decompose_embeddings", None)
-    if method is not None:
-        return method(X_emb)
-    # estimators without the method: decompose as embeddings with the public API
-    est = copy.copy(estimator)
-    est.set_params(input="embedding")
-    return est.decompose(X_emb)
