@@ -14,9 +14,12 @@ threaded scheduler, or a ``dask.distributed`` cluster.
 * Sparse outputs stay sparse: blocks are ``scipy.sparse.csr_matrix`` and the
   array's ``meta`` says so.
 
-Image collections (lists of paths or Dask bags) are written to disk as
-shards by :func:`sksplice.decompose_to_shards`, which uses
-:func:`run_shard_plan` and :func:`decompose_bag_to_shards` here.
+This module knows estimators only by what they offer (duck typing: a
+``dictionary_`` and ``build_solver()`` for a SpLiCE transformer, an
+``encoder`` to reopen on a worker's device); it imports neither the
+estimators nor the shards.  Image collections written to disk as shards
+(:func:`sksplice.decompose_to_shards`) use :func:`ship` and
+:func:`localized` from ``sksplice.shards``.
 """
 
 from __future__ import annotations
@@ -29,10 +32,17 @@ import weakref
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["is_dask_collection", "transform_dask"]
+__all__ = ["import_dask", "is_dask_collection", "localized", "ship", "transform_dask"]
 
 
-def _import_dask():
+def import_dask():
+    """``(dask, dask.array)``, or an ImportError naming the extra to install.
+
+    Returns
+    -------
+    modules : tuple
+        The ``dask`` and ``dask.array`` modules.
+    """
     try:
         import dask
         import dask.array as da
@@ -49,10 +59,12 @@ def is_dask_collection(X):
     Parameters
     ----------
     X : object
+        Anything.
 
     Returns
     -------
-    bool
+    is_dask : bool
+        True for a Dask collection.
 
     Examples
     --------
@@ -93,8 +105,18 @@ def ship(obj):
     With an active ``distributed`` client the object is scattered to all
     workers (``broadcast=True``) and a Future is returned; otherwise a
     ``dask.delayed`` wrapping it (one graph key, shared by every task).
+
+    Parameters
+    ----------
+    obj : object
+        Usually a fitted estimator.
+
+    Returns
+    -------
+    ref : distributed.Future or dask.delayed.Delayed
+        What tasks take in place of ``obj``.
     """
-    dask, _ = _import_dask()
+    dask, _ = import_dask()
     client = _active_client()
     if client is not None:
         return client.scatter([obj], broadcast=True, hash=False)[0]
@@ -112,6 +134,18 @@ def localized(estimator):
     meant the CPU; on a GPU worker its solver is rebuilt for the GPU.  The
     result is cached per estimator object, so a worker does this (and loads
     the encoder, or factors the dictionary) once, not once per task.
+
+    Parameters
+    ----------
+    estimator : object
+        A fitted estimator; one with ``device="auto"`` and ``build_solver()``
+        gets a solver for this worker's device, one whose ``encoder`` has named
+        or file weights gets the encoder reopened here.
+
+    Returns
+    -------
+    local : object
+        ``estimator`` itself, or a shallow copy sharing its fitted state.
     """
     with _LOCAL_LOCK:
         try:
@@ -124,14 +158,10 @@ def localized(estimator):
 
             here = str(resolve_device("auto"))
             solver = getattr(estimator, "solver_", None)
-            if solver is not None and str(solver.device) != here:
-                from .solvers import get_solver
-
+            if solver is not None and str(solver.device) != here and hasattr(
+                    estimator, "build_solver"):
                 local = copy.copy(estimator)
-                local.solver_ = get_solver(
-                    estimator.solver, tol=estimator.tol, max_iter=estimator.max_iter,
-                    device=here, batch_size=estimator.batch_size, n_jobs=estimator.n_jobs,
-                )
+                local.solver_ = local.build_solver()  # "auto" resolves on this worker
             encoder = _encoder_for(getattr(estimator, "encoder", None), here)
             if encoder is not None:
                 local = copy.copy(local) if local is estimator else local
@@ -162,34 +192,34 @@ def _encoder_for(encoder, here):
 
 # ---------------------------------------------------------------- transform
 def _output_spec(estimator, X):
-    """(n_outputs, dtype, sparse, kind) of ``estimator.transform`` on blocks of ``X``."""
-    from .transformer import SpliceTransformer
+    """(n_outputs, dtype, sparse, kind) of ``estimator.transform`` on blocks of ``X``.
 
-    if isinstance(estimator, SpliceTransformer):
-        kind = _dask_input_kind(estimator, X)
-        if kind == "embedding" and not hasattr(X, "ndim"):
-            dtype = np.float64  # bag rows are stacked as float64
-        elif kind == "embedding":
-            if X.ndim != 2:
-                raise ValueError(
-                    f"a Dask array of embeddings must be 2-D (n_samples, n_features); got "
-                    f"{X.ndim}-D. Pass images as a uint8 array (n, H, W, 3) or a bag of paths."
-                )
-            d = estimator.dictionary_.n_features
-            if not np.isnan(X.shape[1]) and X.shape[1] != d:
-                raise ValueError(
-                    f"embedding dimension {X.shape[1]} does not match the dictionary's {d}: "
-                    "the embeddings come from another model than the dictionary; encode "
-                    "both with the same CLIP model."
-                )
-            dtype = np.float32 if X.dtype == np.float32 else np.float64
-        else:
-            dtype = np.float32
-        return estimator.dictionary_.n_concepts, np.dtype(dtype), bool(
-            estimator.sparse_output
-        ), kind
-    n_out = _n_outputs(estimator)
-    return n_out, np.dtype(np.float32), False, None
+    A SpLiCE transformer is recognised by its fitted ``dictionary_``; the
+    estimator itself checks the embeddings (through its public ``embed``) so
+    a wrong dimension fails here, before anything is computed.
+    """
+    if not hasattr(estimator, "dictionary_"):
+        return _n_outputs(estimator), np.dtype(np.float32), False, None
+    kind = _dask_input_kind(estimator, X)
+    if kind == "embedding" and not hasattr(X, "ndim"):
+        dtype = np.float64  # bag rows are stacked as float64
+    elif kind == "embedding":
+        if X.ndim != 2:
+            raise ValueError(
+                f"a Dask array of embeddings must be 2-D (n_samples, n_features); got "
+                f"{X.ndim}-D. Pass images as a uint8 array (n, H, W, 3) or a bag of paths."
+            )
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        if not np.isnan(X.shape[1]) and hasattr(estimator, "embed"):
+            # the estimator's own validation (dimension, dtype) on one stand-in row
+            probe = copy.copy(estimator)
+            probe.input = "embedding"
+            probe.embed(np.ones((1, int(X.shape[1])), dtype=dtype))
+    else:
+        dtype = np.float32
+    return estimator.dictionary_.n_concepts, np.dtype(dtype), bool(
+        getattr(estimator, "sparse_output", False)
+    ), kind
 
 
 def _n_outputs(estimator):
@@ -207,12 +237,13 @@ def _n_outputs(estimator):
 
 
 def _dask_input_kind(estimator, X):
-    if estimator.input != "auto":
-        return estimator.input
-    if hasattr(X, "ndim"):  # an array: uint8 images or embeddings
+    """What the blocks hold: an array's layout says it; a bag holds what fit saw."""
+    declared = getattr(estimator, "input", "auto")
+    if declared != "auto":
+        return declared
+    if hasattr(X, "ndim"):  # uint8 (n, H, W, 3) or (H, W, 3) arrays are images
         return "image" if X.dtype == np.uint8 and X.ndim in (3, 4) else "embedding"
-    # a bag: of whatever fit saw (embedding rows, or images)
-    return getattr(estimator, "input_kind_", "image")
+    return getattr(estimator, "input_kind_", None) or "image"
 
 
 def _meta(dtype, sparse):
@@ -269,7 +300,7 @@ def transform_dask(estimator, X):
     >>> (W.compute() != st.transform(E[:6] + 0.01)).nnz
     0
     """
-    dask, da = _import_dask()
+    _, da = import_dask()
     import dask.bag as db
 
     if isinstance(X, da.Array):
@@ -283,7 +314,7 @@ def transform_dask(estimator, X):
 
 
 def _transform_array(estimator, X):
-    _, da = _import_dask()
+    _, da = import_dask()
     n_out, dtype, sparse, _ = _output_spec(estimator, X)
     if X.ndim < 2:
         raise ValueError(
@@ -309,7 +340,7 @@ def _transform_partition(part, estimator, n_out, dtype, sparse, kind):
 
 
 def _transform_bag(estimator, bag):
-    dask, da = _import_dask()
+    dask, da = import_dask()
     n_out, dtype, sparse, kind = _output_spec(estimator, bag)
     ref = ship(estimator)
     task = dask.delayed(_transform_partition, pure=True)
@@ -319,69 +350,3 @@ def _transform_bag(estimator, bag):
         for part in bag.to_delayed()
     ]
     return da.concatenate(blocks, axis=0)
-
-
-# ------------------------------------------------------------------- shards
-def _plan_task(entry, out, estimator, root, batch_size, strict, n_concepts):
-    from .shards import _shard_job
-
-    est = localized(estimator)
-    return _shard_job(entry, out, est, None, root, batch_size, strict, n_concepts)
-
-
-def run_shard_plan(plan, out, estimator, *, root, batch_size, strict, n_concepts):
-    """Run planned shards as Dask tasks; returns one result dict per shard."""
-    dask, _ = _import_dask()
-    ref = ship(estimator)
-    task = dask.delayed(_plan_task, pure=False)
-    tasks = [task(entry, str(out), ref, root, batch_size, strict, n_concepts)
-             for entry in plan]
-    return list(dask.compute(*tasks))
-
-
-def _bag_partition_task(part, index, out, estimator, class_index, root, batch_size, strict,
-                        n_concepts):
-    from .shards import _shard_job
-
-    images, labels = [], []
-    for item in part:
-        if isinstance(item, (tuple, list)) and len(item) == 2:
-            path, label = item
-        else:
-            path, label = item, None
-        images.append(str(path))
-        labels.append(-1 if label in (None, "") else class_index[str(label)])
-    entry = {"file": f"shards/shard-{index:06d}.npz", "images": images, "labels": labels}
-    res = _shard_job(entry, out, localized(estimator), None, root, batch_size, strict,
-                     n_concepts)
-    return entry, res
-
-
-def _bag_label(item):
-    if isinstance(item, (tuple, list)) and len(item) == 2:
-        return "" if item[1] is None else str(item[1])
-    return ""
-
-
-def decompose_bag_to_shards(bag, out, estimator, *, config, classes, root, batch_size, strict):
-    """One shard per bag partition, computed on the active scheduler; returns the manifest."""
-    dask, _ = _import_dask()
-    from .shards import _finish_manifest, _new_manifest
-
-    if classes is None:
-        classes = sorted(c for c in bag.map(_bag_label).distinct().compute() if c != "")
-    classes = [str(c) for c in classes]
-    class_index = {c: i for i, c in enumerate(classes)}
-    n_concepts = int(estimator.dictionary_.n_concepts)
-    ref = ship(estimator)
-    task = dask.delayed(_bag_partition_task, pure=False)
-    tasks = [
-        task(part, i, str(out), ref, class_index, root, batch_size, strict, n_concepts)
-        for i, part in enumerate(bag.to_delayed())
-    ]
-    computed = dask.compute(*tasks)
-    plan = [entry for entry, _ in computed]
-    results = [res for _, res in computed]
-    manifest = _new_manifest(config, classes, root, None, plan,
-                             sum(len(e["images"]) for e in plan))
-    return _finish_manifest(manifest, plan, results)

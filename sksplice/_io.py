@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "temporary_name_pattern"]
+
+_TMP_SUFFIX = ".tmp"
+
+
+def temporary_name_pattern(name):
+    """A regular expression matching the temporary files :func:`atomic_write` makes for ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The final file name (no folder), e.g. ``"manifest.json"``.
+
+    Returns
+    -------
+    pattern : str
+        Matches ``".<name>.<random letters and digits>.tmp"`` (the names of
+        this and earlier versions), and nothing a user is likely to own, so a
+        cleanup removes only what an interrupted writer left.
+    """
+    import re
+
+    return rf"\.{re.escape(name)}\.[A-Za-z0-9_]{{1,64}}\.tmp"
+
+
+def _open_temporary(folder, name):
+    """Create a new temporary file; the kernel applies the process umask to 0o666."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(8)}{_TMP_SUFFIX}"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+    raise FileExistsError(f"could not create a temporary file in {str(folder)!r}")  # pragma: no cover
 
 
 def atomic_write(path, write):
@@ -14,6 +49,9 @@ def atomic_write(path, write):
 
     An interrupted or failing ``write`` leaves neither ``path`` half-written nor
     the temporary file behind (``os.replace`` is atomic on one file system).
+    A new file gets the permissions the user's umask gives any new file
+    (``0o666 & ~umask``, as ``open(path, "w")`` would); a replaced file keeps
+    its permission bits.
 
     Parameters
     ----------
@@ -24,12 +62,21 @@ def atomic_write(path, write):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        keep_mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        keep_mode = None
+    fd, tmp = _open_temporary(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if keep_mode is not None:
+            try:
+                os.chmod(tmp, keep_mode)
+            except OSError:  # pragma: no cover - e.g. a file system without modes
+                pass
         os.replace(tmp, path)
     except BaseException:
         try:

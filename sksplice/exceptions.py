@@ -8,9 +8,11 @@ Each subclasses the Python or scikit-learn class users already catch:
 from __future__ import annotations
 
 __all__ = [
+    "BadImageError",
     "CenteringWarning",
     "DegenerateInputWarning",
     "DownloadError",
+    "FolderInUseError",
     "ModelMismatchWarning",
 ]
 
@@ -29,3 +31,11 @@ class ModelMismatchWarning(UserWarning):
 
 class DegenerateInputWarning(UserWarning):
     """Some input rows carry no direction (zero, or too small or large a norm) to decompose."""
+
+
+class BadImageError(ValueError):
+    """An image file could not be read (raised only when unreadable files are not skipped)."""
+
+
+class FolderInUseError(OSError):
+    """Another process is writing the same output folder (its lock file is held)."""

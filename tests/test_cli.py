@@ -47,7 +47,7 @@ PAUSE_HOOK = '''
 import os, time
 _marker = os.environ.get("SKSPLICE_TEST_PAUSE_MARKER")
 if _marker:
-    import sksplice.shards as _shards
+    import sksplice.shards._jobs as _shards  # where shard jobs write their shard
     _write = _shards.write_shard
     def write_shard(*args, **kwargs):
         _write(*args, **kwargs)

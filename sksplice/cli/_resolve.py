@@ -1,0 +1,242 @@
+"""From command-line options to library objects: the encoder, the mean, the transformer."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from .. import _defaults
+
+__all__ = ["CLIError", "build_transformer", "encoder_from_args", "set_offline"]
+
+#: What a model name registered from --model-config may look like: a plain file stem.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+#: Bytes a model may take per byte of its checkpoint (fp16 -> fp32, plus slack).
+_SIZE_SLACK = 8
+_SIZE_FLOOR = 256 * 2**20
+
+
+class CLIError(Exception):
+    """An error reported as one line, exit status 1."""
+
+
+def set_offline(args):
+    """``--offline``: never use the network (for this process and its children)."""
+    if getattr(args, "offline", False):
+        os.environ["SKSPLICE_OFFLINE"] = "1"
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def _check_model_name(name, flag):
+    if not _MODEL_NAME.fullmatch(name) or ".." in name:
+        raise CLIError(
+            f"{flag} {name!r} is not a model name: with --model-config the architecture is "
+            "registered under a plain name (letters, digits, '.', '_', '-', '+'; no folder, "
+            "no '..'); pass e.g. --model my-model."
+        )
+    return name
+
+
+def _estimated_bytes(cfg):
+    """A rough fp32 size of the model a config describes (transformer towers only)."""
+    total = 0
+    for key in ("vision_cfg", "text_cfg"):
+        tower = cfg.get(key)
+        if not isinstance(tower, dict):
+            continue
+        width, layers = tower.get("width", 0), tower.get("layers", 0)
+        vocab = tower.get("vocab_size", 0) if key == "text_cfg" else 0
+        if isinstance(layers, (list, tuple)):  # ResNet stages
+            layers = sum(v for v in layers if isinstance(v, int))
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in (width, layers, vocab)):
+            total += 12 * width * width * max(layers, 0) + vocab * width
+    return 4 * total
+
+
+def _register_model_config(path, name, checkpoint):
+    """Register an open_clip model config from a JSON file under the plain name ``name``."""
+    import tempfile
+
+    import open_clip
+
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CLIError(f"model config {str(path)!r} does not exist; pass the path of an "
+                       "open_clip model config JSON file.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CLIError(f"model config {str(path)!r} is not valid JSON ({exc}).") from None
+    if isinstance(cfg, dict) and isinstance(cfg.get("model_cfg"), dict):
+        cfg = cfg["model_cfg"]
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg")
+               if not isinstance(cfg, dict) or k not in cfg]
+    if missing:
+        raise CLIError(
+            f"model config {str(path)!r} lacks {missing}; it must be an open_clip model "
+            "config with embed_dim, vision_cfg and text_cfg (as open_clip's "
+            "model_configs/*.json, or open_clip_config.json's model_cfg)."
+        )
+    size = os.path.getsize(checkpoint)
+    need = _estimated_bytes(cfg)
+    if need > _SIZE_SLACK * size + _SIZE_FLOOR:
+        raise CLIError(
+            f"model config {str(path)!r} describes a model of about {need / 2**30:.1f} GiB, "
+            f"but checkpoint {str(checkpoint)!r} holds {size / 2**20:.1f} MiB: the config "
+            "does not describe these weights; pass the config the checkpoint was saved with."
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / f"{_check_model_name(name, '--model')}.json"
+        if target.parent != Path(tmp):  # belt and braces: the file stays in tmp
+            raise CLIError(f"--model {name!r} is not a model name.")
+        target.write_text(json.dumps(cfg), encoding="utf-8")
+        open_clip.add_model_config(target)
+
+
+def encoder_from_args(args):
+    """The Encoder named by --model/--pretrained/--checkpoint/--model-config.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options.
+
+    Returns
+    -------
+    encoder : Encoder
+        The loaded backbone.
+    """
+    from ..encoders import get_encoder
+
+    default_model = _defaults.ENCODER.split(":")[0]
+    config = args.model_config
+    if config is None and args.checkpoint is not None:
+        beside = Path(args.checkpoint).parent / "open_clip_config.json"
+        config = beside if beside.is_file() else None
+    model = args.model
+    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
+        raise CLIError(f"checkpoint {args.checkpoint!r} does not exist; pass the path of "
+                       "the model's weights file.")
+    if config is not None:
+        if args.checkpoint is None:
+            raise CLIError("--model-config describes an architecture but not its weights; "
+                           "pass them with --checkpoint PATH.")
+        flag = "--model" if model else "--model-config (its file name)"
+        model = model or Path(config).stem
+        if model == "open_clip_config":
+            model, flag = Path(args.checkpoint).stem, "--checkpoint (its file name)"
+        _check_model_name(model, flag)
+        _register_model_config(config, model, args.checkpoint)
+    model = model or default_model
+    if args.checkpoint is not None:
+        spec = (model, args.checkpoint)
+    elif args.pretrained is not None:
+        spec = f"{model}:{args.pretrained}"
+    elif model == default_model:
+        spec = _defaults.ENCODER
+    else:
+        spec = model
+    return get_encoder(spec, device=args.device, offline=args.offline or None)
+
+
+def load_mean_file(path, dim):
+    """A mean vector from a .npy or .pt file, checked against the model's dimension."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".pt", ".pth"):
+            import torch
+
+            mean = torch.load(path, map_location="cpu", weights_only=True)
+            mean = mean.detach().cpu().numpy() if hasattr(mean, "detach") else mean
+        else:
+            mean = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CLIError(f"mean file {str(path)!r} does not exist; create one with `sksplice "
+                       "estimate-mean DIR --out mean.npy`, or pass --mean auto or none.") from None
+    except Exception as exc:  # noqa: BLE001 - numpy and torch raise many kinds
+        raise CLIError(f"mean file {str(path)!r} could not be read ({exc}); pass a .npy file "
+                       "(or a .pt torch tensor) of shape (embed_dim,).") from None
+    mean = np.asarray(mean, dtype=np.float64).ravel()
+    if mean.shape != (dim,):
+        raise CLIError(
+            f"mean file {str(path)!r} has {mean.size} values but the model embeds into {dim} "
+            "dimensions: it was estimated with another model; estimate one with this model "
+            "(`sksplice estimate-mean`)."
+        )
+    if not np.all(np.isfinite(mean)):
+        raise CLIError(f"mean file {str(path)!r} contains NaN or inf.")
+    return mean
+
+
+def _check_dim(mean, encoder, what):
+    if mean.shape[0] != encoder.embed_dim:
+        raise CLIError(f"{what} has {mean.shape[0]} values but the model embeds into "
+                       f"{encoder.embed_dim}; pass --mean for this model.")
+    return mean
+
+
+def image_mean_from_args(args, encoder):
+    """The mean array (or None) selected by --mean."""
+    from ..means import get_reference_mean, list_means
+
+    choice = args.mean
+    offline = args.offline or None
+    if choice.lower() == "none":
+        return None
+    if choice.lower() == "auto":
+        if args.checkpoint is not None and args.pretrained is not None:
+            # the checkpoint holds the weights of a known tag: its reference mean applies
+            key = f"{encoder.model_name}:{args.pretrained}"
+            mean = get_reference_mean(key, cache_dir=args.cache_dir, offline=offline)
+        else:
+            mean = get_reference_mean(encoder, cache_dir=args.cache_dir, offline=offline)
+        if mean is None:
+            spec = encoder.model_name + (
+                f" from {args.checkpoint}" if args.checkpoint else f":{encoder.pretrained}"
+            )
+            raise CLIError(
+                f"no reference image mean is registered for {spec}; estimate one with "
+                "`sksplice estimate-mean IMAGES_DIR --out mean.npy` (same model options) and "
+                "pass --mean mean.npy, or --mean none to skip centring"
+                + (" (or --pretrained TAG if the checkpoint holds the weights of a known "
+                   "tag)" if args.checkpoint else "") + "."
+            )
+        return _check_dim(mean, encoder, "the reference mean")
+    if choice in list_means():
+        mean = get_reference_mean(choice, cache_dir=args.cache_dir, offline=offline)
+        return _check_dim(mean, encoder, f"the reference mean of {choice}")
+    return load_mean_file(choice, encoder.embed_dim)
+
+
+def build_transformer(args, progress, *, need_image_mean=True):
+    """Fitted SpliceTransformers from the options: ``(for images, for texts, encoder)``.
+
+    Nothing is encoded but the vocabulary (with a progress bar on stderr when
+    ``progress``): the transformers are fitted without data.  Options not
+    given keep the library's defaults.
+    """
+    from ..concepts import build_dictionary
+    from ..shards import image_transformer
+
+    encoder = encoder_from_args(args)
+    dictionary = build_dictionary(
+        encoder, args.vocabulary, vocabulary_size=args.vocabulary_size,
+        prompt_template=args.prompt_template, cache_dir=args.cache_dir,
+        offline=args.offline or None, progress=progress,
+    )
+    params = {"solver": args.solver, "device": args.device, "tol": args.tol,
+              "max_iter": args.max_iter}
+    if args.l1 is not None:
+        params["l1"] = args.l1
+    if args.n_nonzero is not None:
+        params["n_nonzero"] = args.n_nonzero
+    image_est = None
+    if need_image_mean:
+        image_est = image_transformer(encoder, dictionary, image_mean_from_args(args, encoder),
+                                      **params)
+    text_mean = None if args.mean.lower() == "none" else dictionary.text_mean
+    text_est = image_transformer(encoder, dictionary, text_mean, **params)
+    return image_est, text_est, encoder
