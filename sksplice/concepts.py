@@ -52,10 +52,12 @@ def vocabulary_digest(concepts):
     Parameters
     ----------
     concepts : sequence of str
+        The concepts, in order.
 
     Returns
     -------
     digest : str
+        64 hexadecimal digits; any change of content or order changes it.
 
     Examples
     --------
@@ -80,12 +82,16 @@ def dictionary_cache_key(identity, concepts, prompt_template=PROMPT_TEMPLATE, pr
     identity : str
         The encoder's :attr:`~sksplice.encoders.Encoder.identity`.
     concepts : sequence of str
+        The vocabulary, in order.
     prompt_template : str, default=sksplice._defaults.PROMPT_TEMPLATE
+        The template each concept is encoded through.
     precision : str, default="fp32"
+        The encoding precision (``"fp32"`` or ``"fp16"``).
 
     Returns
     -------
     key : str
+        SHA-256 over these fields, the cache format and the sksplice version.
     """
     fields = {
         "format": _FORMAT,

@@ -57,6 +57,7 @@ def list_means():
     Returns
     -------
     names : list of str
+        Keys of :data:`MEANS`.
 
     Examples
     --------

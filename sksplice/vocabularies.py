@@ -327,6 +327,7 @@ def clean_vocabulary(concepts, stopwords=None):
     Parameters
     ----------
     concepts : sequence of str
+        The concepts to filter.
     stopwords : collection of str, default=None
         Words to drop (lower case); ``None`` uses :data:`ENGLISH_STOPWORDS`.
         A multi-word concept is dropped only when all its words are
@@ -335,6 +336,7 @@ def clean_vocabulary(concepts, stopwords=None):
     Returns
     -------
     concepts : list of str
+        The concepts kept, in their order.
 
     Examples
     --------

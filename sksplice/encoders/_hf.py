@@ -122,10 +122,12 @@ class HFAdapter:
         Parameters
         ----------
         image : PIL.Image.Image
+            An RGB image.
 
         Returns
         -------
         pixels : torch.Tensor
+            The processor's resized, cropped and normalised pixels.
         """
         return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
 
@@ -135,6 +137,7 @@ class HFAdapter:
         Parameters
         ----------
         texts : list of str
+            The texts.
         truncate : bool, default=True
             Pad only to the batch's longest text when that is exact (CLIP);
             otherwise, and when False, pad to ``max_length``.
@@ -142,6 +145,7 @@ class HFAdapter:
         Returns
         -------
         batch : dict of torch.Tensor
+            ``input_ids`` and ``attention_mask``.
         """
         padding = "longest" if (truncate and self.causal_text) else "max_length"
         return dict(self.text_tokenizer(
@@ -155,10 +159,12 @@ class HFAdapter:
         Parameters
         ----------
         texts : list of str
+            The texts.
 
         Returns
         -------
         lengths : list of int
+            One per text.
         """
         ids = self.text_tokenizer(list(texts), truncation=True, max_length=self.max_length)
         return [len(x) for x in ids["input_ids"]]
@@ -169,10 +175,12 @@ class HFAdapter:
         Parameters
         ----------
         pixels : torch.Tensor of shape (n, 3, H, W)
+            Preprocessed images.
 
         Returns
         -------
         features : torch.Tensor of shape (n, embed_dim)
+            The model's image features (not normalised).
         """
         return _features(self.model.get_image_features(pixel_values=pixels))
 
@@ -187,6 +195,7 @@ class HFAdapter:
         Returns
         -------
         features : torch.Tensor of shape (n, embed_dim)
+            The model's text features (not normalised).
         """
         batch = texts if isinstance(texts, dict) else self.tokenize(texts)
         device = next(self.model.parameters()).device
@@ -201,10 +210,12 @@ class HFAdapter:
         Parameters
         ----------
         device : torch.device or str
+            The target device.
 
         Returns
         -------
         self : HFAdapter
+            This adapter.
         """
         self.model.to(device)
         return self
@@ -215,6 +226,7 @@ class HFAdapter:
         Returns
         -------
         self : HFAdapter
+            This adapter.
         """
         self.model.eval()
         return self
