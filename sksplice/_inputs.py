@@ -118,6 +118,8 @@ def as_rows(X):
         else:
             col = X
         values = _column_values(col, library)
+        if hasattr(X, "columns") and isinstance(values, np.ndarray):
+            return values.reshape(-1, 1)  # one numeric column: 1-d embeddings
         if isinstance(values, list) and values and all(
             isinstance(v, np.ndarray) or _is_torch(v) for v in values
         ):

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 
 import numpy as np
-import sklearn
-
-_SKLEARN_DIR = os.path.dirname(os.path.abspath(sklearn.__file__))
 
 
 def resolve_device(device):
@@ -113,10 +111,11 @@ def user_stacklevel():
     stacklevel : int
         For a ``warnings.warn`` call made in the function that calls this one.
     """
-    import sys
-
     here = os.path.dirname(os.path.abspath(__file__))
-    internal = (here, _SKLEARN_DIR)
+    sklearn = sys.modules.get("sklearn")
+    internal = (here,) if sklearn is None else (
+        here, os.path.dirname(os.path.abspath(sklearn.__file__))
+    )
     frame = sys._getframe(1)  # the function that will call warnings.warn
     level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(internal):

@@ -129,6 +129,7 @@ def recompose(codes, dictionary, mean):
     Returns
     -------
     X_hat : ndarray of shape (n_samples, n_features)
+        Unit-norm reconstructed embeddings.
     """
     R = np.asarray(codes @ dictionary)
     R = normalize_rows(R, copy=False)
@@ -151,6 +152,7 @@ def reconstruction_cosine(X, X_hat):
     Returns
     -------
     cosine : ndarray of shape (n_samples,)
+        One cosine per row (0 for an all-zero input row).
     """
     Xn = normalize_rows(np.asarray(X, dtype=np.float64), eps=0.0)
     return np.sum(Xn * np.asarray(X_hat, dtype=np.float64), axis=1)

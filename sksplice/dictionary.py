@@ -97,14 +97,18 @@ class ConceptDictionary:
         Parameters
         ----------
         names : sequence of str of length n_concepts
+            Unique concept names.
         embeddings : array-like of shape (n_concepts, n_features)
             Rows that are already normalised (and centred if desired).
         text_mean : ndarray of shape (n_features,), default=None
+            The vocabulary's text mean (zeros when not given).
         metadata : dict, default=None
+            Free-form provenance.
 
         Returns
         -------
         dictionary : ConceptDictionary
+            The dictionary, rows used as given.
         """
         names = _check_names(names)
         E = _check_embeddings(embeddings)
@@ -155,7 +159,18 @@ class ConceptDictionary:
     __hash__ = None
 
     def index(self, name):
-        """Column index of concept ``name`` (``KeyError`` naming close matches)."""
+        """Column index of concept ``name`` (``KeyError`` naming close matches).
+
+        Parameters
+        ----------
+        name : str
+            A concept name.
+
+        Returns
+        -------
+        index : int
+            Its column in the codes.
+        """
         from ._utils import suggest
 
         hits = np.flatnonzero(self.names == name)
@@ -215,10 +230,12 @@ def as_concept_dictionary(dictionary):
     Parameters
     ----------
     dictionary : ConceptDictionary or tuple of (names, embeddings)
+        The dictionary, or the pieces to build one from.
 
     Returns
     -------
     dictionary : ConceptDictionary
+        The prepared dictionary (the same object when one was given).
     """
     if isinstance(dictionary, ConceptDictionary):
         return dictionary

@@ -108,11 +108,14 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : Ignored
+            Present for API consistency (nothing is encoded).
         y : Ignored
+            Present for API consistency.
 
         Returns
         -------
         self : CLIPEmbedder
+            The fitted embedder.
         """
         self._encoder_obj = None  # a fit reloads the encoder
         self.embed_dim_ = self._get_encoder().embed_dim
@@ -123,8 +126,8 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : sequence of images or str
-            Inputs of the kind set by ``input``.
+        X : sequence of images or str, or a one-column pandas/polars DataFrame or Series
+            Inputs of the kind set by ``input``, read row by row.
 
         Returns
         -------
@@ -173,10 +176,12 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         input_features : Ignored
+            Present for API consistency.
 
         Returns
         -------
         feature_names_out : ndarray of str objects of shape (embed_dim,)
+            One name per embedding dimension.
         """
         dim = getattr(self, "embed_dim_", None) or self._get_encoder().embed_dim
         return np.asarray([f"clipembedder{i}" for i in range(dim)], dtype=object)

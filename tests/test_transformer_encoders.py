@@ -233,3 +233,119 @@ def test_user_encoder_object(tiny_model, image_files):
     st = SpliceTransformer(l1=0.05, encoder=enc, vocabulary=VOCAB, image_mean="fit",
                            device="cpu")
     _check_codes(st.fit_transform(paths), len(paths))
+
+
+# --------------------------------------------------------------- encode once
+def test_fit_encodes_images_only_to_learn_a_mean(encoder_spec, image_files, monkeypatch):
+    paths, _ = image_files
+    calls = count_calls(monkeypatch, Encoder, "encode_images")
+    mean = np.full(32, 0.01)
+    _splice(encoder_spec, image_mean=mean).fit(paths)
+    _splice(encoder_spec, image_mean=None).fit(paths)
+    _splice(encoder_spec, image_mean=mean).fit()  # X=None: nothing to encode
+    assert calls == []
+    _splice(encoder_spec, image_mean="fit").fit(paths)
+    assert calls == [len(paths)]
+    with pytest.raises(ValueError, match="got X=None"):
+        _splice(encoder_spec, image_mean="fit").fit()
+
+
+@pytest.mark.parametrize("image_mean", ["fit", "array", None])
+def test_fit_transform_encodes_each_image_once(encoder_spec, image_files, monkeypatch,
+                                               image_mean):
+    paths, _ = image_files
+    mean = np.full(32, 0.01) if image_mean == "array" else image_mean
+    calls = count_calls(monkeypatch, Encoder, "encode_images")
+    st = _splice(encoder_spec, image_mean=mean)
+    W = st.fit_transform(paths)
+    assert sum(calls) == len(paths)
+    np.testing.assert_allclose(W.toarray(), st.transform(paths).toarray(), atol=1e-5)
+    assert st._fit_embeddings is None  # nothing kept after fit_transform
+
+
+def test_cross_val_score_encodes_each_image_once_per_fold(encoder_spec, image_files,
+                                                          monkeypatch):
+    """12 images, cv=3: 8 training + 4 test images per fold, 36 encodings (was 60)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+
+    paths, _ = image_files
+    X = [str(p) for p in (paths * 3)[:12]]
+    y = np.arange(12) % 2
+    calls = count_calls(monkeypatch, Encoder, "encode_images")
+    pipe = make_pipeline(_splice(encoder_spec), LogisticRegression())
+    cross_val_score(pipe, X, y, cv=3)
+    assert sum(calls) == 36
+
+
+def test_clones_reuse_the_cached_vocabulary(encoder_spec, monkeypatch):
+    from sklearn.base import clone
+
+    calls = count_calls(monkeypatch, Encoder, "encode_texts")
+    X = np.random.default_rng(0).normal(size=(4, 32))
+    st = _splice(encoder_spec, image_mean=None).fit(X)
+    for _ in range(3):
+        clone(st).fit(X)
+    assert calls == [len(VOCAB)]
+
+
+# --------------------------------------------------------------- model mismatch
+def test_set_params_encoder_on_a_fitted_estimator_warns(encoder_spec, tiny_model, image_files):
+    from sksplice import ModelMismatchWarning
+
+    paths, _ = image_files
+    st = _splice(encoder_spec, image_mean=None).fit(paths)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        st.transform(paths)
+    st.set_params(encoder=Encoder.from_model(tiny_model, name="other", device="cpu"))
+    with pytest.warns(ModelMismatchWarning, match="custom/other") as record:
+        st.transform(paths)
+    assert record[0].filename == __file__  # points at the user's call
+    st.fit(paths)  # refitting rebuilds the dictionary with the new encoder
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        st.transform(paths)
+
+
+def test_a_dictionary_from_another_model_warns(encoder_spec, tiny_model, image_files):
+    from sksplice import ModelMismatchWarning, build_dictionary
+
+    paths, _ = image_files
+    other = Encoder.from_model(tiny_model, name="other", device="cpu")
+    cd = build_dictionary(other, VOCAB)
+    st = _splice(encoder_spec, dictionary=cd, image_mean=None).fit(paths)
+    with pytest.warns(ModelMismatchWarning, match="dictionary or mean came from"):
+        st.transform(paths)
+
+
+# --------------------------------------------------------------- feedback
+def test_verbose_shows_progress_and_logs(encoder_spec, image_files, capsys, caplog):
+    import logging
+
+    paths, _ = image_files
+    st = _splice(encoder_spec, image_mean=None, verbose=1)
+    with caplog.at_level(logging.INFO, logger="sksplice"):
+        st.fit(paths)
+    assert any("building the concept dictionary" in r.message for r in caplog.records)
+    assert any(r.name == "sksplice" for r in caplog.records)
+    st.transform(paths)
+    err = capsys.readouterr().err
+    assert "%" in err or "it/s" in err or "img" in err  # a tqdm bar on stderr
+    _splice(encoder_spec, image_mean=None).fit(paths).transform(paths)
+    assert capsys.readouterr().err == ""  # verbose=0 is silent
+
+
+def test_convergence_warning_points_at_the_callers_line():
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(0)
+    E = rng.normal(size=(40, 16))
+    st = SpliceTransformer(l1=0.01, dictionary=([f"c{i}" for i in range(40)], E),
+                           image_mean=None, solver="sklearn", max_iter=1, tol=1e-12,
+                           device="cpu")
+    X = rng.normal(size=(3, 16))
+    with pytest.warns(ConvergenceWarning) as record:
+        st.fit(X).transform(X)
+    assert record[0].filename == __file__

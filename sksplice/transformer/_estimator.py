@@ -39,7 +39,8 @@ logger = logging.getLogger("sksplice")
 _PROGRESS_MIN_ROWS = 2048
 
 
-class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator):
+class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
+                        auto_wrap_output_keys=None):
     """Sparse, nonnegative concept codes for CLIP embeddings (SpLiCE).
 
     Each input ``x`` is normalised, the modality mean ``mu`` is subtracted and
@@ -281,8 +282,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator):
         image_mean, X_emb, source = self._resolve_mean(X, rows, kind, X_emb, dictionary, source)
         solver = self.build_solver()
         if kind == "embedding":
-            validate_data(self, X if hasattr(X, "columns") else X_emb, reset=True,
-                          skip_check_array=True)
+            validate_data(self, _named(X, X_emb), reset=True, skip_check_array=True)
         else:
             self.n_features_in_ = dictionary.n_features
             if hasattr(self, "feature_names_in_"):
@@ -320,7 +320,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator):
         self._keep_fit_embeddings = True
         try:
             self.fit(X, y)
-            return self.transform(X)
+            return self.transform(X)  # wrapped for set_output there
         finally:
             del self._keep_fit_embeddings
             self._fit_embeddings = None
@@ -366,7 +366,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator):
                 codes.data *= codes.dtype.type(self.output_scale)
             else:
                 codes *= codes.dtype.type(self.output_scale)
-        return codes
+        return self._wrap_output(codes, X)
 
     def decompose(self, X):
         """The exact SpLiCE weights together with the solver's per-sample diagnostics.
@@ -514,8 +514,44 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator):
         self : SpliceTransformer
             This estimator.
         """
-        super().set_output(transform=transform)
+        if transform is None:
+            return self
+        if transform not in ("default", "pandas", "polars"):
+            raise ValueError(
+                f"set_output(transform={transform!r}): choose 'default', 'pandas' or 'polars'."
+            )
+        if not hasattr(self, "_sklearn_output_config"):
+            self._sklearn_output_config = {}
+        self._sklearn_output_config["transform"] = transform
         return self
+
+    def _wrap_output(self, codes, X):
+        """The codes in the container ``set_output`` (or ``set_config``) asks for."""
+        from sklearn.utils._set_output import _get_output_config
+
+        container = _get_output_config("transform", self)["dense"]
+        if container == "default":
+            return codes
+        names = self.get_feature_names_out()
+        if container == "pandas":
+            import pandas as pd
+
+            index = X.index if type(X).__module__.startswith("pandas") else None
+            if sp.issparse(codes):
+                frame = pd.DataFrame.sparse.from_spmatrix(codes, columns=names)
+                if index is not None:
+                    frame.index = index
+                return frame
+            return pd.DataFrame(codes, columns=names, index=index)
+        if sp.issparse(codes):
+            raise ValueError(
+                "polars has no sparse columns, so transform_output='polars' needs "
+                "SpliceTransformer(sparse_output=False) (dense codes), or use 'pandas' "
+                "(sparse columns)."
+            )
+        import polars as pl
+
+        return pl.DataFrame(codes, schema=[str(n) for n in names])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -580,8 +616,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator):
         if kind == "embedding":
             X_emb = check_embeddings(rows)
             check_dimension(X_emb.shape[1], d, self._dictionary_source())
-            validate_data(self, X if hasattr(X, "columns") else X_emb, reset=False,
-                          skip_check_array=True)
+            validate_data(self, _named(X, X_emb), reset=False, skip_check_array=True)
             return X_emb
         cached = getattr(self, "_fit_embeddings", None)
         if cached is not None and same_rows(cached[0], rows):
@@ -590,3 +625,9 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator):
         check_dimension(X_emb.shape[1], d, self._dictionary_source())
         return X_emb
 
+
+def _named(X, X_emb):
+    """``X`` when it is a frame whose columns are the embedding's (for feature names)."""
+    if hasattr(X, "columns") and X.shape[1] == X_emb.shape[1]:
+        return X
+    return X_emb
