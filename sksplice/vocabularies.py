@@ -29,6 +29,7 @@ from ._defaults import VOCABULARY, VOCABULARY_SIZE
 from ._download import DEFAULT_DATA_URL, fetch
 from ._utils import duplicates, suggest
 from .encoders import looks_like_path
+from .encoders._spec import shorten
 
 __all__ = [
     "ENGLISH_STOPWORDS",
@@ -192,7 +193,7 @@ def load_vocabulary(vocabulary=VOCABULARY, vocabulary_size=None, *, clean=False,
     ['dog', 'cat']
     """
     check_vocabulary_size(vocabulary_size)
-    if isinstance(vocabulary, str) and len(vocabulary) > 4096:
+    if isinstance(vocabulary, str) and len(vocabulary) > 1024:
         raise ValueError(
             f"vocabulary is a string of {len(vocabulary)} characters: pass a name from "
             f"{list_vocabularies()}, a file path, or a list of concepts."
@@ -205,15 +206,19 @@ def load_vocabulary(vocabulary=VOCABULARY, vocabulary_size=None, *, clean=False,
         concepts = _read_lines(path)
     elif isinstance(vocabulary, (str, os.PathLike)):
         path = Path(vocabulary)
-        if not path.is_file():
+        try:
+            is_file = path.is_file()
+        except OSError:  # e.g. a name too long for the file system
+            is_file = False
+        if not is_file:
             if isinstance(vocabulary, str) and not looks_like_path(vocabulary):
                 raise ValueError(
-                    f"unknown vocabulary {vocabulary!r}.{suggest(vocabulary, VOCABULARIES)} "
+                    f"unknown vocabulary {shorten(vocabulary)}.{suggest(vocabulary, VOCABULARIES)} "
                     f"Use one of {list_vocabularies()}, a list of concepts, or the path of a "
                     "text file with one concept a line."
                 )
             raise FileNotFoundError(
-                f"vocabulary file {str(path)!r} does not exist; pass an existing text file "
+                f"vocabulary file {shorten(str(path), 300)} does not exist; pass an existing text file "
                 f"(one concept a line) or one of {list_vocabularies()}."
             )
         concepts = _read_lines(path)

@@ -122,6 +122,10 @@ def test_name_loads_from_a_folder_and_the_hf_cache(tiny_hf, tmp_path, monkeypatc
     st = SpliceTransformer(encoder=loaded, vocabulary=["dog", "cat", "car"], image_mean=None,
                            device="cpu", input="text").fit(["a dog"])
     assert st.transform(["a dog", "a car"]).shape == (2, 3)
+    from sksplice import CLIPEmbedder
+
+    emb = CLIPEmbedder(encoder=loaded, input="text", device="cpu").fit().transform(TEXTS)
+    np.testing.assert_allclose(emb, ref, atol=1e-6)
     # the same files laid out as a Hugging Face cache entry, found offline by repo id
     repo = tmp_path / "hub" / "models--someone--tiny-clip"
     (repo / "refs").mkdir(parents=True)

@@ -11,7 +11,7 @@ import numpy as np
 from .._utils import resolve_device, suggest, to_numpy
 from ._hf import HFAdapter, is_hf_model, load_hf
 from ._images import as_image_list, check_files_exist, load_image
-from ._spec import HF_PREFIX, SCHEMAS, check_model_name, looks_like_path
+from ._spec import HF_PREFIX, SCHEMAS, check_model_name, looks_like_path, shorten
 from ._text import (
     causal_text_tower,
     needed_length,
@@ -132,15 +132,16 @@ class Encoder:
                 self.checkpoint = Path(pretrained)
             elif looks_like_path(pretrained):
                 raise FileNotFoundError(
-                    f"checkpoint {pretrained!r} for {model_name!r} does not exist; pass the "
+                    f"checkpoint {shorten(pretrained, 300)} for {model_name!r} does not exist; "
+                    "pass the "
                     "path of a weights file (torch.save(model.state_dict(), path) or "
                     ".safetensors), or a pretrained tag."
                 )
             else:
                 tags = open_clip.list_pretrained_tags_by_model(model_name)
                 raise ValueError(
-                    f"unknown pretrained tag {pretrained!r} for {model_name!r}."
-                    f"{suggest(pretrained, tags)} Tags of {model_name}: {tags or 'none'}; "
+                    f"unknown pretrained tag {shorten(pretrained)} for {model_name!r}."
+                    f"{suggest(pretrained[:200], tags)} Tags of {model_name}: {tags or 'none'}; "
                     "or pass the path of a local checkpoint."
                 )
         self.pretrained = pretrained

@@ -27,6 +27,7 @@ __all__ = [
     "list_encoders",
     "looks_like_path",
     "parse_spec",
+    "shorten",
 ]
 
 #: The paper's default backbone (``sksplice._defaults.ENCODER``).
@@ -82,6 +83,27 @@ SCHEMAS = ("hf-hub:", "local-dir:")
 MAX_SPEC_LENGTH = 4096
 
 _PATH_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz", ".txt")
+
+
+def shorten(s, limit=80):
+    """``repr(s)``, cut to about ``limit`` characters (error messages never echo huge inputs).
+
+    Parameters
+    ----------
+    s : object
+        Usually a string from the user.
+    limit : int, default=80
+        Characters kept.
+
+    Returns
+    -------
+    text : str
+        The repr, with ``...`` and the full length when cut.
+    """
+    text = repr(s)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(str(s))} characters)"
 
 
 def looks_like_path(s):
@@ -192,7 +214,7 @@ def parse_spec(name):
         An empty, overlong or ambiguous name (``"ViT-B/32"`` names both the
         OpenAI and the LAION weights: the error lists the choices).
     """
-    if len(name) > MAX_SPEC_LENGTH:
+    if len(name) > MAX_SPEC_LENGTH:  # bounds the parsing and the name suggestions
         raise ValueError(
             f"encoder name of {len(name)} characters is too long (at most {MAX_SPEC_LENGTH}); "
             "pass a 'MODEL:TAG' name or (MODEL, checkpoint path)."
@@ -280,8 +302,10 @@ def check_model_name(model_name):
 
     if model_name.startswith(SCHEMAS):
         return
-    if open_clip.get_model_config(model_name.replace("/", "-")) is None:
+    if len(model_name) > MAX_SPEC_LENGTH or open_clip.get_model_config(
+            model_name.replace("/", "-")) is None:
+        hint = suggest(model_name[:200], open_clip.list_models())
         raise ValueError(
-            f"unknown open_clip model {model_name!r}.{suggest(model_name, open_clip.list_models())}"
+            f"unknown open_clip model {shorten(model_name)}.{hint}"
             " See open_clip.list_models(), or sksplice.list_encoders() for the paper's backbones."
         )
