@@ -130,3 +130,62 @@ def lvis_problem():
     Z = X / np.linalg.norm(X, axis=1, keepdims=True) - cd.text_mean
     Z /= np.linalg.norm(Z, axis=1, keepdims=True)
     return cd.embeddings, Z
+
+
+def real_dictionary():
+    """All real CLIP ViT-B/32 text embeddings offline: 2,281 concepts.
+
+    The LVIS categories (1,203), the ImageNet classes (1,000 minus the two
+    repeated names "missile" and "sunglasses", first occurrence kept) and
+    the COCO classes (80), each name prefixed by its source (``lvis:``,
+    ``imagenet:``, ``coco:``) so that names shared between sources stay
+    distinct concepts.  Returns ``None`` when ``../shared/data`` is absent.
+
+    Returns
+    -------
+    dictionary : ConceptDictionary
+        2,281 concepts, normalised and centred with their own text mean.
+    """
+    from sksplice import ConceptDictionary
+
+    if not (CLIP_DIR / "lvis_text.npy").exists():
+        return None
+    cats = sorted(json.loads((CLIP_DIR / "lvis_categories.json").read_text()),
+                  key=lambda c: c["id"])
+    names = [f"lvis:{c['name']}" for c in cats]
+    rows = [np.load(CLIP_DIR / "lvis_text.npy").astype(np.float64)]
+    inet = json.loads((CLIP_DIR / "imagenet_classes.json").read_text())
+    first = sorted({name: i for i, name in reversed(list(enumerate(inet)))}.values())
+    names += [f"imagenet:{inet[i]}" for i in first]
+    rows.append(np.load(CLIP_DIR / "imagenet_zeroshot_head.npy").astype(np.float64).T[first])
+    coco = [line for line in (CLIP_DIR / "coco_names.txt").read_text().splitlines() if line]
+    names += [f"coco:{c}" for c in coco]
+    rows.append(np.load(CLIP_DIR / "coco_text.npy").astype(np.float64))
+    return ConceptDictionary(names, np.vstack(rows))
+
+
+def micrograph_problem():
+    """The 867 real micrograph image embeddings over the 2,281 real concepts.
+
+    The images are centred with the OpenAI ViT-B/32 MSCOCO image mean
+    (``splice/clip_ViT-B-32_image.pt``), as SpLiCE does, and renormalised.
+    Returns ``None`` when ``../shared/data`` is absent.
+
+    Returns
+    -------
+    C : ndarray of shape (2281, 512)
+        The prepared dictionary (:func:`real_dictionary`).
+    Z : ndarray of shape (867, 512)
+        Centred, unit-norm inputs.
+    """
+    import torch
+
+    mean_path = SHARED / "splice" / "clip_ViT-B-32_image.pt"
+    cd = real_dictionary()
+    if cd is None or not mean_path.exists():
+        return None
+    X = np.load(CLIP_DIR / "micrographs_image.npy").astype(np.float64)
+    mu = torch.load(mean_path, map_location="cpu").numpy().astype(np.float64)
+    Z = X / np.linalg.norm(X, axis=1, keepdims=True) - mu
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    return cd.embeddings, Z

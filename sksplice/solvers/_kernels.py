@@ -148,7 +148,13 @@ def working_set_solve(Ck, C64, Z64, half, *, out_dtype=None, tol=1e-6, max_round
         return out
 
     corr_buf = torch.empty((n, k), dtype=kdt, device=device)
-    if corr0 is None:
+    c64 = None
+    if gram is not None:
+        # with the Gram matrix, the subproblems' linear terms C_S z are
+        # gathered from the exact correlations of the inputs
+        c64 = Z64 @ C64.T
+        corr0 = c64 if corr0 is None else corr0
+    elif corr0 is None:
         corr0 = torch.mm(Z64.to(kdt), Ck.T, out=corr_buf)
     m0 = min(k, max(1, int(working_set)))
     if support is not None:
@@ -163,7 +169,7 @@ def working_set_solve(Ck, C64, Z64, half, *, out_dtype=None, tol=1e-6, max_round
         S = torch.topk(corr0, m0, dim=1).indices
     del corr0
     valid = torch.ones_like(S, dtype=torch.bool)
-    G, q = gram_columns(C64, Z64, S, S.shape[1], gram=gram)
+    G, q = gram_columns(C64, Z64, S, S.shape[1], gram=gram, c64=c64)
     _mask_pads(G, q, valid)
     passive = q > half[:, None]  # the first exchange of BPP from an empty set
     act = torch.arange(n, device=device)
@@ -198,10 +204,8 @@ def working_set_solve(Ck, C64, Z64, half, *, out_dtype=None, tol=1e-6, max_round
         # residual r = z - sum x_j c_j (64 eps (||z|| + sum x), unit-norm c_j)
         kkt_eps = (8 * d**0.5 * _EPS64) * rnorm + 64 * _EPS64 * (znorm[act] + x.sum(dim=1))
         # candidates outside the working set, most correlated first
-        p = min(add + _BAND_EXTRA, k - int(valid.sum(dim=1).min().item()))
-        p = max(p, 1)
-        vals, cand = torch.topk(corr, min(p, k), dim=1)
-        vals = vals.to(f64)
+        p = max(1, min(add + _BAND_EXTRA, k - int(valid.sum(dim=1).min().item())))
+        vals, cand = _top_candidates(corr, (h - band).to(kdt), p)
         certain = vals > (h + band)[:, None]
         near = (vals > (h - band)[:, None]) & ~certain
         if bool(near.any()):
@@ -247,7 +251,8 @@ def working_set_solve(Ck, C64, Z64, half, *, out_dtype=None, tol=1e-6, max_round
         ki = torch.nonzero(keep).squeeze(1)
         # 4. next working sets: the current support plus the violators
         S, valid, G, q, passive = _next_working_sets(
-            C64, Za[ki], S[ki], valid[ki], G[ki], q[ki], x[ki], new[ki], new_valid[ki], gram)
+            C64, Za[ki], S[ki], valid[ki], G[ki], q[ki], x[ki], new[ki], new_valid[ki], gram,
+            None if c64 is None else c64[act[ki]])
         act, Za, needs_fallback = act[ki], Za[ki], retry[ki]
     out["codes"] = _csr_parts(parts, n, out_dtype) if sparse else codes
     return out
@@ -276,7 +281,44 @@ def _csr_parts(parts, n, dtype):
     return vals[order], cols[order].astype(np.int32), indptr
 
 
-def _next_working_sets(C64, Z64, S, valid, G, q, x, new, new_valid, gram):
+def _top_candidates(corr, thresh, p):
+    """The ``p`` largest entries of each row of ``corr`` above ``thresh`` (per row).
+
+    Equivalent to ``torch.topk(corr, p)`` restricted to the entries above
+    the threshold (the only ones a KKT check needs), but it sorts only
+    those: after the first round most samples have none or a few, where
+    ``topk`` would scan and sort every row.
+
+    Returns
+    -------
+    vals : Tensor of shape (n, p)
+        The values in float64, descending, ``-inf`` where a row has fewer.
+    idx : Tensor of shape (n, p)
+        Their columns (0 where ``vals`` is ``-inf``).
+    """
+    import torch
+
+    n = corr.shape[0]
+    rows, cols = torch.nonzero(corr > thresh[:, None], as_tuple=True)
+    vals = torch.full((n, p), float("-inf"), dtype=torch.float64, device=corr.device)
+    idx = torch.zeros((n, p), dtype=torch.long, device=corr.device)
+    if rows.numel() == 0:
+        return vals, idx
+    v = corr[rows, cols]
+    # order by row, then by decreasing value (two stable sorts)
+    order = torch.argsort(v, descending=True, stable=True)
+    order = order[torch.argsort(rows[order], stable=True)]
+    rows, cols, v = rows[order], cols[order], v[order]
+    counts = torch.bincount(rows, minlength=n)
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(rows.numel(), device=corr.device) - start[rows]
+    sel = rank < p
+    vals[rows[sel], rank[sel]] = v[sel].to(torch.float64)
+    idx[rows[sel], rank[sel]] = cols[sel]
+    return vals, idx
+
+
+def _next_working_sets(C64, Z64, S, valid, G, q, x, new, new_valid, gram, c64):
     """Keep each sample's support (``x > 0``), append its new violators.
 
     Dropping the zero members keeps the subproblems small; convergence is
@@ -300,7 +342,7 @@ def _next_working_sets(C64, Z64, S, valid, G, q, x, new, new_valid, gram):
     S1 = torch.where(V1, S1, 0)  # pads point at column 0
     N = torch.where(NV, N, 0)
     S2 = torch.cat([S1, N], dim=1)
-    cols, qN = gram_columns(C64, Z64, S2, w2, gram=gram)
+    cols, qN = gram_columns(C64, Z64, S2, w2, gram=gram, c64=c64)
     w = w1 + w2
     G2 = torch.empty((na, w, w), dtype=G.dtype, device=G.device)
     G2[:, :w1, :w1] = G1
@@ -321,7 +363,7 @@ def _next_working_sets(C64, Z64, S, valid, G, q, x, new, new_valid, gram):
     return S2, V2, G2, q2, V2.clone()
 
 
-def gram_columns(C64, Z64, U, w_new, gram=None):
+def gram_columns(C64, Z64, U, w_new, gram=None, c64=None):
     """Gram columns ``C[U] C[N]^T`` and ``C[N] z`` per sample, ``N = U[:, -w_new:]``.
 
     Without ``gram``, the dictionary rows are gathered in chunks of samples
@@ -341,6 +383,8 @@ def gram_columns(C64, Z64, U, w_new, gram=None):
         Number of new columns.
     gram : Tensor of shape (n_concepts, n_concepts), default=None
         ``C64 @ C64.T``, when precomputed.
+    c64 : Tensor of shape (n, n_concepts), default=None
+        ``Z64 @ C64.T``, required with ``gram``.
 
     Returns
     -------
@@ -355,10 +399,13 @@ def gram_columns(C64, Z64, U, w_new, gram=None):
     d = C64.shape[1]
     device = C64.device
     if gram is not None:
+        # flat indices into the Gram matrix: one index_select (torch's
+        # advanced indexing and per-sample row gathers are several times slower)
+        k = gram.shape[0]
         N = U[:, w - w_new :]
-        cols = gram[U.unsqueeze(2), N.unsqueeze(1)]
-        qN = torch.bmm(C64[N], Z64.unsqueeze(2)).squeeze(2)
-        return cols, qN
+        flat = (U.unsqueeze(2) * k + N.unsqueeze(1)).reshape(-1)
+        cols = torch.index_select(gram.reshape(-1), 0, flat).view(n, w, w_new)
+        return cols, c64.gather(1, N)
     cols = torch.empty((n, w, w_new), dtype=torch.float64, device=device)
     qN = torch.empty((n, w_new), dtype=torch.float64, device=device)
     if n == 0 or w_new == 0:

@@ -1,0 +1,199 @@
+"""The fast paths of the solvers, each against the exact reference on real data.
+
+Gram-matrix subproblems, CSR output built from the working sets, per-sample
+penalties, the thread policy, exact-by-default ADMM (on the real micrograph
+rows whose exact code is empty), and ``LassoSolver``'s convergence flag.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from sksplice import ConceptDictionary
+from sksplice.solvers import (ActiveSetSolver, ADMMSolver, LassoSolver, get_solver,
+                              objective_and_gap, solve_batched)
+
+
+@pytest.fixture(scope="module")
+def lvis_rows(lvis, imagenet_text):
+    """The LVIS dictionary and 24 ImageNet rows centred with its text mean."""
+    names, E = lvis
+    cd = ConceptDictionary(names, E)
+    Z = imagenet_text[1][::42]
+    Z = Z / np.linalg.norm(Z, axis=1, keepdims=True) - cd.text_mean
+    return cd.embeddings, Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def lvis_reference(lvis_rows):
+    """scikit-learn's Lasso on the LVIS rows at l1 = 0.1 and 0.25."""
+    C, Z = lvis_rows
+    return {l1: LassoSolver(tol=1e-10, max_iter=200000).solve(C, Z, l1) for l1 in (0.1, 0.25)}
+
+
+@pytest.mark.parametrize("l1", [0.1, 0.25])
+@pytest.mark.parametrize("gram_budget_mb", [0, 256])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gram_and_gram_free_paths_match_sklearn_on_lvis(lvis_rows, lvis_reference, l1,
+                                                        gram_budget_mb, dtype):
+    C, Z = lvis_rows
+    ref = lvis_reference[l1]
+    solver = ActiveSetSolver(device="cpu", gram_budget_mb=gram_budget_mb)
+    res = solver.solve(C, Z.astype(dtype), l1)
+    assert ("gram" in solver._cache) == (gram_budget_mb > 0)
+    assert res.converged.all()
+    obj, gap = objective_and_gap(C, Z, res.codes.astype(np.float64), l1)
+    if dtype == np.float64:
+        assert np.all(gap <= 1e-6)
+        np.testing.assert_allclose(obj, ref.objective, rtol=1e-6)
+    else:  # float32 codes: the rounding of the codes themselves
+        np.testing.assert_allclose(obj, ref.objective, rtol=1e-5)
+
+
+@pytest.mark.parametrize("gram_budget_mb", [0, 256])
+def test_sparse_output_is_the_dense_codes(lvis_rows, gram_budget_mb):
+    C, Z = lvis_rows
+    solver = ActiveSetSolver(device="cpu", gram_budget_mb=gram_budget_mb, batch_size=7)
+    dense = solver.solve(C, Z, 0.25)
+    csr = solver.solve(C, Z, 0.25, sparse_output=True)
+    assert sp.isspmatrix_csr(csr.codes) and csr.codes.has_sorted_indices
+    assert csr.codes.nnz == np.count_nonzero(dense.codes)
+    np.testing.assert_array_equal(csr.codes.toarray(), dense.codes)
+    np.testing.assert_array_equal(csr.objective, dense.objective)
+
+
+def test_padding_never_overwrites_concept_zero():
+    # concept 0 is in every support while other samples' working sets are padded
+    rng = np.random.default_rng(0)
+    C = rng.normal(size=(60, 12))
+    C /= np.linalg.norm(C, axis=1, keepdims=True)
+    W = np.zeros((5, 60))
+    W[:, 0] = 2.0
+    W[1:, 1:1 + 5] = rng.random((4, 5))
+    Z = W @ C
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    ref = LassoSolver(tol=1e-10).solve(C, Z, 0.05)
+    for sparse in (False, True):
+        res = ActiveSetSolver(device="cpu", working_set=2, max_add=1).solve(
+            C, Z, 0.05, sparse_output=sparse)
+        codes = res.codes.toarray() if sparse else res.codes
+        assert np.all(codes[:, 0] > 0)
+        np.testing.assert_allclose(res.objective, ref.objective, rtol=1e-8)
+
+
+def test_per_sample_penalties_match_separate_solves(lvis_rows):
+    C, Z = lvis_rows
+    l1 = np.linspace(0.08, 0.4, len(Z))
+    base = ActiveSetSolver(device="cpu")
+    res = base.solve_penalties(C, Z, l1)
+    lasso = LassoSolver(tol=1e-9).solve_penalties(C, Z[:4], l1[:4])  # the rescaling route
+    for i in range(len(Z)):
+        one = base.solve(C, Z[i : i + 1], float(l1[i]))
+        np.testing.assert_allclose(res.objective[i], one.objective[0], rtol=1e-9)
+    np.testing.assert_allclose(lasso.objective, res.objective[:4], rtol=1e-6)
+
+
+def test_thread_policy_is_scoped(lvis_rows):
+    from sksplice.solvers._threads import solve_threads, thread_scope
+
+    before = torch.get_num_threads()
+    assert solve_threads(1, 1203, 512) == 1
+    assert solve_threads(4096, 10000, 512) == before
+    assert solve_threads(1, 1203, 512, n_threads=3) == 3
+    with thread_scope(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    C, Z = lvis_rows
+    ActiveSetSolver(device="cpu").solve(C, Z, 0.25)
+    assert torch.get_num_threads() == before
+
+
+def test_solve_batched_small_batches_and_csr(lvis_rows):
+    C, Z = lvis_rows
+    solver = get_solver("auto", device="cpu", batch_size=5)
+    codes, info = solve_batched(Z, C, 0.25, None, solver, True)
+    ref = solver.solve(C, Z, 0.25)
+    # (solve_batched renormalises the rows: equal up to that rounding)
+    assert sp.isspmatrix_csr(codes) and codes.shape == ref.codes.shape
+    np.testing.assert_allclose(codes.toarray(), ref.codes, rtol=1e-9, atol=1e-13)
+    assert len(info.gap) == len(Z) and info.converged.all()
+    one, _ = solve_batched(Z[:1], C, 0.25, None, solver, False)
+    np.testing.assert_allclose(one, ref.codes[:1], rtol=1e-9, atol=1e-13)
+
+
+def test_get_solver_checks_the_registry_devices(monkeypatch):
+    from sksplice.solvers import SOLVERS
+
+    monkeypatch.setitem(SOLVERS, "sklearn", {**SOLVERS["sklearn"], "devices": ("cuda",)})
+    with pytest.raises(ValueError, match="solver 'sklearn' runs on cuda, not on device 'cpu'"):
+        get_solver("sklearn", device="cpu")
+    for name in ("active_set", "admm", "sklearn"):
+        assert get_solver.__kwdefaults__["device"] == "auto"
+        assert SOLVERS[name]["class"]().device == "auto"
+
+
+def test_lasso_solver_converged_means_gap_below_tol(lvis_rows):
+    C, Z = lvis_rows
+    res = LassoSolver(tol=1e-7).solve(C, Z[:6], 0.25)
+    assert np.all(res.converged == (res.gap <= 1e-7))
+    assert res.converged.all()
+    short = LassoSolver(tol=1e-12, max_iter=3).solve(C, Z[:3], 0.1)
+    assert np.all(short.converged == (short.gap <= 1e-12))
+    assert not short.converged.all()
+
+
+# ------------------------------------------------------- exact ADMM by default
+@pytest.fixture(scope="module")
+def micrograph_problem(shared_data_dir, micrographs, clip_image_mean):
+    """The real micrographs over all 2,281 real CLIP text concepts (LVIS+ImageNet+COCO)."""
+    clip = shared_data_dir / "clip-vit-b32"
+    cats = sorted(json.loads((clip / "lvis_categories.json").read_text()), key=lambda c: c["id"])
+    inet = json.loads((clip / "imagenet_classes.json").read_text())
+    first = sorted({name: i for i, name in reversed(list(enumerate(inet)))}.values())
+    coco = [c for c in (clip / "coco_names.txt").read_text().splitlines() if c]
+    names = ([f"lvis:{c['name']}" for c in cats] + [f"imagenet:{inet[i]}" for i in first]
+             + [f"coco:{c}" for c in coco])
+    E = np.vstack([np.load(clip / "lvis_text.npy").astype(np.float64),
+                   np.load(clip / "imagenet_zeroshot_head.npy").astype(np.float64).T[first],
+                   np.load(clip / "coco_text.npy").astype(np.float64)])
+    C = ConceptDictionary(names, E).embeddings
+    X = micrographs[0]
+    Z = X / np.linalg.norm(X, axis=1, keepdims=True) - clip_image_mean
+    return C, Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+
+@pytest.mark.slow
+def test_admm_is_exact_by_default_on_micrographs(micrograph_problem):
+    C, Z = micrograph_problem
+    assert C.shape == (2281, 512)
+    exact = ActiveSetSolver(device="cpu", tol=1e-10).solve(C, Z, 0.25)
+    empty = np.flatnonzero(~(exact.codes > 0).any(axis=1))
+    assert empty.size >= 1, "some real micrograph rows have an empty exact code"
+    rows = np.union1d(empty, np.arange(0, len(Z), 58))
+    res = ADMMSolver(device="cpu").solve(C, Z[rows], 0.25)
+    assert res.converged.all() and np.all(res.gap <= 1e-6)
+    # no spurious weights: the support is the exact one, empty rows stay empty
+    np.testing.assert_array_equal(res.codes > 0, exact.codes[rows] > 0)
+    assert not res.codes[np.isin(rows, empty)].any()
+    np.testing.assert_allclose(res.objective, exact.objective[rows], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_admm_float32_has_no_spurious_weights_where_plain_admm_does(micrograph_problem):
+    C, Z = micrograph_problem
+    Z = Z[:100]  # (rows 26, 49, 81 and 98 get spurious weights from plain ADMM)
+    exact = ActiveSetSolver(device="cpu", tol=1e-10).solve(C, Z, 0.25)
+    Z32 = Z.astype(np.float32)
+    plain = ADMMSolver(device="cpu", polish=False, warm_start="zeros").solve(C, Z32, 0.25)
+    res = ADMMSolver(device="cpu").solve(C, Z32, 0.25)
+    spurious = (plain.codes > 0) & ~(exact.codes > 0)
+    assert spurious.any(), "plain ADMM leaves tiny weights outside the exact support"
+    assert res.converged.all()
+    np.testing.assert_array_equal(res.codes > 0, exact.codes > 0)
+    obj, _ = objective_and_gap(C, Z, res.codes.astype(np.float64), 0.25)
+    np.testing.assert_allclose(obj, exact.objective, rtol=1e-5)  # float32 codes
