@@ -74,6 +74,41 @@ def timed(fn, repeat):
     return statistics.median(times), result
 
 
+def concurrent_cold_builds(enc, subset, n_workers=2):
+    """Two builds of one dictionary racing on a cold cache (as GridSearchCV(n_jobs=2) workers).
+
+    The cache's lock lets one build encode while the other waits and reads its entry.
+    """
+    import threading
+
+    from sksplice import build_dictionary
+
+    calls = []
+    real = enc.encode_texts
+
+    def counted(texts, **kwargs):
+        calls.append(len(texts))
+        return real(texts, **kwargs)
+
+    enc.encode_texts = counted
+    try:
+        with tempfile.TemporaryDirectory() as cache:
+            hits = []
+            threads = [threading.Thread(target=lambda: hits.append(build_dictionary(
+                enc, subset, vocabulary_size=None, cache_dir=cache).metadata["cache_hit"]))
+                for _ in range(n_workers)]
+            t = time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            wall = time.perf_counter() - t
+    finally:
+        del enc.encode_texts
+    return {"concurrent_builds": n_workers, "concurrent_encodings": len(calls),
+            "concurrent_cache_hits": sum(hits), "concurrent_wall_s": wall}
+
+
 def main(argv=None):
     args = parse_args(argv)
     import open_clip
@@ -138,6 +173,7 @@ def main(argv=None):
             results.update(full_vocab_s=t_vocab, cache_hit_10k_s=t_hit10k,
                            cache_entry_10k_mb=size / 2**20)
 
+    results.update(concurrent_cold_builds(enc, subset))
     print(f"\nConcept encoding on CPU: {args.model}, {results['weights']}, "
           f"{results['threads']} torch threads, batch {args.batch_size}")
     print(f"Subset: {label}; token lengths incl. start/end: {results['token_lengths']}")
@@ -153,6 +189,9 @@ def main(argv=None):
     print(f"max |truncated - full| over the subset: {max_diff:.2e} (float32)")
     print(f"dictionary cache: miss (encode + write) {results['cache_miss_s']:.2f} s, "
           f"hit {1000 * results['cache_hit_s']:.1f} ms ({len(subset)} concepts)")
+    print(f"{results['concurrent_builds']} concurrent builds on a cold cache: vocabulary encoded "
+          f"{results['concurrent_encodings']} time(s), {results['concurrent_cache_hits']} read the "
+          f"other's entry, wall {results['concurrent_wall_s']:.2f} s")
     if "cache_hit_10k_s" in results:
         print(f"dictionary cache hit, 10,000 concepts: {1000 * results['cache_hit_10k_s']:.1f} ms "
               f"(entry {results['cache_entry_10k_mb']:.1f} MiB)")
