@@ -160,8 +160,13 @@ def localized(estimator):
             solver = getattr(estimator, "solver_", None)
             if solver is not None and str(solver.device) != here and hasattr(
                     estimator, "build_solver"):
-                local = copy.copy(estimator)
-                local.solver_ = local.build_solver()  # "auto" resolves on this worker
+                try:
+                    solver = estimator.build_solver()  # "auto" resolves on this worker
+                except ValueError:  # e.g. a CPU-only solver: keep the one fitted
+                    solver = None
+                if solver is not None:
+                    local = copy.copy(estimator)
+                    local.solver_ = solver
             encoder = _encoder_for(getattr(estimator, "encoder", None), here)
             if encoder is not None:
                 local = copy.copy(local) if local is estimator else local
@@ -210,11 +215,10 @@ def _output_spec(estimator, X):
                 f"{X.ndim}-D. Pass images as a uint8 array (n, H, W, 3) or a bag of paths."
             )
         dtype = np.float32 if X.dtype == np.float32 else np.float64
-        if not np.isnan(X.shape[1]) and hasattr(estimator, "embed"):
+        if (not np.isnan(X.shape[1]) and hasattr(estimator, "embed")
+                and getattr(estimator, "input", "auto") in ("auto", "embedding")):
             # the estimator's own validation (dimension, dtype) on one stand-in row
-            probe = copy.copy(estimator)
-            probe.input = "embedding"
-            probe.embed(np.ones((1, int(X.shape[1])), dtype=dtype))
+            estimator.embed(np.ones((1, int(X.shape[1])), dtype=dtype))
     else:
         dtype = np.float32
     return estimator.dictionary_.n_concepts, np.dtype(dtype), bool(

@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 
 SKSPLICE = Path(sys.executable).with_name("sksplice")
-pytestmark = pytest.mark.skipif(
+# every test here loads a model or starts the console script
+pytestmark = [pytest.mark.skipif(
     not SKSPLICE.exists(), reason="the sksplice console script is not installed "
     "(pip install -e .)"
-)
+), pytest.mark.slow]
 
 TINY = {
     "embed_dim": 32,
@@ -400,3 +401,147 @@ def test_decompose_sklearn_sample_photo_in_process(work, mean_file, capsys):
     assert status == 1
     assert "'sklearn:nope.jpg' is not a scikit-learn sample image" in err
     assert "sklearn:china.jpg, sklearn:flower.jpg" in err
+
+
+# ------------------------------------------------------ embeddings files and texts
+def test_decompose_embeddings_files_and_texts(work, mean_file, tmp_path, capsys):
+    import torch
+    from safetensors.numpy import save_file
+
+    from sksplice.cli import main
+    from sksplice.shards import image_transformer
+
+    est, enc = _library_transformer(work, mean_file)
+    E = enc.encode_images([work["images"] / p for p in ("cats/0.png", "dogs/0.png")])
+    np.save(tmp_path / "emb.npy", E)
+    torch.save(torch.from_numpy(np.asarray(E[:1])), tmp_path / "emb.pt")
+    save_file({"embeddings": np.asarray(E[1])}, str(tmp_path / "emb.safetensors"))
+    (tmp_path / "texts.txt").write_text("\ufeffa red car\n\n  a dog on the beach \n")
+    status = main(["decompose", str(tmp_path / "emb.npy"), str(tmp_path / "emb.pt"),
+                   str(tmp_path / "emb.safetensors"), "--text", "snow", "--texts",
+                   str(tmp_path / "texts.txt"), *map(str, decomp_args(work, mean_file)),
+                   "--json", "--top-k", "0", "--no-progress"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    results = json.loads(captured.out)["results"]
+    assert [r["image"] for r in results] == [
+        f"{tmp_path / 'emb.npy'}[0]", f"{tmp_path / 'emb.npy'}[1]", f"{tmp_path / 'emb.pt'}[0]",
+        f"{tmp_path / 'emb.safetensors'}[0]", "snow", "a red car", "a dog on the beach"]
+    assert [r["kind"] for r in results] == ["embedding"] * 4 + ["text"] * 3
+    names = list(est.get_feature_names_out())
+    codes, _ = est.decompose_embeddings(np.vstack([E, E[:1], E[1:]]))
+    texts = ["snow", "a red car", "a dog on the beach"]
+    text_est = image_transformer(enc, est.dictionary_, est.dictionary_.text_mean, device="cpu")
+    text_codes, _ = text_est.decompose_embeddings(enc.encode_texts(texts))
+    import scipy.sparse as sp
+
+    expected = sp.vstack([sp.csr_matrix(codes), sp.csr_matrix(text_codes)]).toarray()
+    for res, row in zip(results, expected):
+        got = np.zeros(len(names))
+        for c in res["concepts"]:
+            got[names.index(c["concept"])] = c["weight"]
+        np.testing.assert_allclose(got, row, atol=1e-6)
+        assert res["l0_norm"] == np.count_nonzero(row)
+
+    # a wrong dimension and a file of several tensors name the problem
+    np.save(tmp_path / "bad.npy", np.zeros((2, 7)))
+    status = main(["decompose", str(tmp_path / "bad.npy"), *map(str, decomp_args(work, mean_file)),
+                   "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 1 and "rows of 7 values but the model embeds into 32" in err
+
+
+def test_decompose_shows_progress_while_encoding_a_vocabulary(work, mean_file, tmp_path,
+                                                              capsys):
+    from sksplice.cli import main
+
+    img = str(work["images"] / "top.png")
+    argv = ["decompose", img, *map(str, decomp_args(work, mean_file)), "--cache-dir",
+            str(tmp_path / "cold")]
+    assert main(argv) == 0
+    cold = capsys.readouterr().err
+    assert "%|" in cold, cold  # a tqdm bar on stderr while the vocabulary is encoded
+    assert main([*argv, "--no-progress"]) == 0
+    assert "%|" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------ decompose-dir bookkeeping
+def test_decompose_dir_with_every_image_unreadable_fails(work, mean_file, tmp_path, capsys):
+    from sksplice.cli import main
+
+    (tmp_path / "imgs").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / "imgs" / name).write_bytes(b"junk")
+    status = main(["decompose-dir", str(tmp_path / "imgs"), "--out", str(tmp_path / "out"),
+                   *map(str, decomp_args(work, mean_file)), "--no-progress", "--no-plots"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "none of the 2 image(s)" in err and "they are retried" in err
+
+
+def test_decompose_dir_output_inside_its_input(work, mean_file, tmp_path, capsys):
+    import shutil
+
+    from sksplice.cli import main
+
+    images = tmp_path / "imgs"
+    shutil.copytree(work["images"], images)
+    argv = ["decompose-dir", str(images), "--out", str(images / "decomposed"),
+            *map(str, decomp_args(work, mean_file)), "--no-progress", "--shard-size", "4"]
+    assert main(argv) == 0
+    assert list((images / "decomposed" / "plots").glob("*.png"))
+    capsys.readouterr()
+    assert main(argv) == 0  # its own plots are not read as new input images
+    out = capsys.readouterr().out
+    assert "decomposed 8 of 9 images" in out and "kept from an earlier run" in out
+
+
+RELEASE_HOOK = '''
+import os, time
+_marker = os.environ.get("SKSPLICE_TEST_PAUSE_MARKER")
+if _marker:
+    import sksplice.shards._jobs as _jobs
+    _write = _jobs.write_shard
+    def write_shard(*args, **kwargs):
+        _write(*args, **kwargs)
+        if not os.path.exists(_marker):
+            open(_marker, "w").close()
+            while not os.path.exists(_marker + ".release"):
+                time.sleep(0.05)
+    _jobs.write_shard = write_shard
+'''
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_folder_leaves_the_first_alone(work, mean_file, tmp_path):
+    from sksplice import load_decomposition
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(RELEASE_HOOK)
+    marker = tmp_path / "first-shard-written"
+    out = tmp_path / "out"
+    args = ["decompose-dir", work["images"], "--out", out, *decomp_args(work, mean_file),
+            "--shard-size", "2", "--no-progress"]
+    env = dict(work["env"], SKSPLICE_TEST_PAUSE_MARKER=str(marker),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(hook),
+                                                         os.environ.get("PYTHONPATH")])))
+    first = subprocess.Popen([str(SKSPLICE), *map(str, args)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first shard was never written"
+            time.sleep(0.05)
+        second = run(work, *args, "--overwrite")
+        assert second.returncode == 1
+        assert "another sksplice run is writing to" in second.stderr
+        Path(str(marker) + ".release").touch()
+        stdout, stderr = first.communicate(timeout=240)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, stderr
+    assert "decomposed 8 of 9 images" in stdout
+    assert load_decomposition(out).codes.shape[0] == 8

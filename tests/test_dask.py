@@ -89,6 +89,7 @@ def test_local_scheduler_equals_in_memory(problem):
         assert _equal_sparse(W.compute(), expected)
 
 
+@pytest.mark.slow
 def test_distributed_equals_in_memory_sparse_and_dense(client, problem):
     client.wait_for_workers(2)
     X = problem[1]
@@ -109,6 +110,7 @@ def test_distributed_equals_in_memory_sparse_and_dense(client, problem):
     np.testing.assert_array_equal(D.compute(), st32.transform(X32))
 
 
+@pytest.mark.slow
 def test_estimator_is_shipped_once_per_worker(client, problem, tmp_path):
     client.wait_for_workers(2)
     X = problem[1]
@@ -125,6 +127,7 @@ def test_estimator_is_shipped_once_per_worker(client, problem, tmp_path):
     assert len(set(pids)) == len(pids)
 
 
+@pytest.mark.slow
 def test_killed_worker_does_not_change_the_result(client, problem, tmp_path):
     client.wait_for_workers(2)
     X = problem[1]
@@ -140,6 +143,7 @@ def test_killed_worker_does_not_change_the_result(client, problem, tmp_path):
     client.wait_for_workers(2, timeout=60)
 
 
+@pytest.mark.slow
 def test_bag_of_rows_and_errors(client, problem):
     import dask.bag as db
 
@@ -161,10 +165,12 @@ def test_workers_pick_their_own_device(problem, monkeypatch):
     """device="auto" is resolved where the work runs: on a GPU worker, the GPU."""
     import torch
 
-    from sksplice import _dask, _utils, encoders, get_encoder
+    from sksplice import _dask, _utils, get_encoder
+    from sksplice.encoders import _encoder as encoders  # where an Encoder resolves its device
 
     encoder = get_encoder("RN50:openai", device="cpu")  # nothing is downloaded here
-    st = _fitted(SpliceTransformer, problem, device="auto", encoder=encoder)
+    st = _fitted(SpliceTransformer, problem, device="auto", encoder=encoder, solver="admm")
+    cpu_only = _fitted(SpliceTransformer, problem, device="auto", solver="sklearn")
     assert str(st.solver_.device) == "cpu"
 
     def on_a_gpu_worker(device):
@@ -172,6 +178,7 @@ def test_workers_pick_their_own_device(problem, monkeypatch):
 
     monkeypatch.setattr(_utils, "resolve_device", on_a_gpu_worker)
     monkeypatch.setattr(encoders, "resolve_device", on_a_gpu_worker)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # nothing runs on it
     local = _dask.localized(st)
     assert local is not st and _dask.localized(st) is local  # once per worker
     assert str(local.solver_.device) == "cuda" and str(st.solver_.device) == "cpu"
@@ -181,6 +188,7 @@ def test_workers_pick_their_own_device(problem, monkeypatch):
 
     fixed = _fitted(SpliceTransformer, problem, device="cpu")
     assert _dask.localized(fixed) is fixed  # an explicit device is used as given
+    assert str(_dask.localized(cpu_only).solver_.device) == "cpu"  # no GPU solver to pick
 
 
 # ------------------------------------------------------------- image collections
@@ -243,6 +251,7 @@ def _single_threaded(fn):
         torch.set_num_threads(n)
 
 
+@pytest.mark.slow
 def test_image_shards_on_the_cluster_equal_local_ones(client, images, tmp_path):
     import json
 
@@ -293,6 +302,7 @@ def test_image_shards_on_the_cluster_equal_local_ones(client, images, tmp_path):
     assert _equal_sparse(load_decomposition(tmp_path / "list").codes, expected.codes)
 
 
+@pytest.mark.slow
 def test_transform_of_image_bags(client, images):
     import dask.bag as db
 

@@ -12,11 +12,21 @@ import warnings
 
 import numpy as np
 import pytest
+from _shard_helpers import (
+    WORDS,
+    image_tree,
+    same_decomposition,
+    toy_estimator,
+    write_png,
+)
 
-from _shard_helpers import WORDS, image_tree, same_decomposition, toy_estimator, write_png
 from sksplice.exceptions import FolderInUseError
 from sksplice.shards import (
-    decompose_to_shards, list_image_files, load_decomposition, read_manifest, read_shard,
+    decompose_to_shards,
+    list_image_files,
+    load_decomposition,
+    read_manifest,
+    read_shard,
 )
 
 LAYOUT = ["cats/0.png", "cats/1.png", "cats/2.png", "dogs/0.png", "dogs/1.png", "top.png"]
@@ -61,6 +71,7 @@ def test_written_files_keep_the_users_umask(tmp_path, umask):
     assert (tmp_path / "new.bin").read_bytes() == b"y"
 
 
+@pytest.mark.slow  # writes plots (matplotlib)
 def test_decomposition_files_keep_the_users_umask(tree, est):
     old = os.umask(0o002)
     try:
@@ -112,6 +123,7 @@ def test_deep_trees_are_bounded(tmp_path):
     assert len(list_image_files(folder)[0]) == 2
 
 
+@pytest.mark.slow  # writes plots (matplotlib)
 def test_output_folder_inside_the_input_is_never_read(tree, est):
     root = tree / "images"
     out = root / "decomposed"
@@ -122,6 +134,14 @@ def test_output_folder_inside_the_input_is_never_read(tree, est):
     assert again_images == images
     second = decompose_to_shards(again_images, out, est, labels=classes, root=root)
     assert second["n_resumed_shards"] == len(first["shards"])
+
+
+def test_an_excluded_folder_is_not_listed(tmp_path):
+    root = image_tree(tmp_path / "images", ["a/0.png", "b/0.png"])
+    write_png(root / "out" / "plots" / "a.png", 5)  # what a run writes inside its input
+    os.symlink(root / "out", root / "a" / "link-to-out")
+    assert list_image_files(root, exclude=[root / "out"])[0] == ["a/0.png", "b/0.png"]
+    assert "out/plots/a.png" in list_image_files(root)[0]
 
 
 # ------------------------------------------------------------------ manifest paths
@@ -186,6 +206,7 @@ def test_damaged_manifest_with_shards_of_other_settings_is_refused(tree, est):
     assert manifest["complete"] and manifest["n_resumed_shards"] == 0
 
 
+@pytest.mark.slow  # writes plots (matplotlib)
 def test_overwrite_deletes_only_the_packages_files(tree, est):
     _run(tree, est, summary=True, plots=True)
     out = tree / "out"
@@ -208,9 +229,9 @@ def test_a_second_writer_is_refused_at_once(tree, est):
 
     _run(tree, est)
     before = {p: p.stat().st_mtime_ns for p in (tree / "out").rglob("*") if p.is_file()}
-    with folder_lock(tree / "out"):  # as a running decompose-dir holds it
-        with pytest.raises(FolderInUseError, match="another sksplice run is writing"):
-            _run(tree, toy_estimator(l1=0.3), overwrite=True)
+    with folder_lock(tree / "out"), pytest.raises(FolderInUseError,
+                                                  match="another sksplice run is writing"):
+        _run(tree, toy_estimator(l1=0.3), overwrite=True)  # as if decompose-dir held it
     after = {p: p.stat().st_mtime_ns for p in (tree / "out").rglob("*") if p.is_file()}
     assert after == before
     _run(tree, est)  # the lock is released with its holder
@@ -225,6 +246,7 @@ def test_a_foreign_folder_is_not_written(tmp_path, est):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["thesis.tex"]
 
 
+@pytest.mark.slow  # writes plots (matplotlib)
 def test_reserved_group_names_never_merge(tmp_path, est):
     root = image_tree(tmp_path / "images",
                       ["(unlabelled)/0.png", "(unlabelled)/1.png", "Cat/0.png", "cat/0.png",

@@ -59,8 +59,6 @@ def _register_model_config(path, name, checkpoint):
     """Register an open_clip model config from a JSON file under the plain name ``name``."""
     import tempfile
 
-    import open_clip
-
     try:
         cfg = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -86,6 +84,8 @@ def _register_model_config(path, name, checkpoint):
             f"but checkpoint {str(checkpoint)!r} holds {size / 2**20:.1f} MiB: the config "
             "does not describe these weights; pass the config the checkpoint was saved with."
         )
+    import open_clip
+
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / f"{_check_model_name(name, '--model')}.json"
         if target.parent != Path(tmp):  # belt and braces: the file stays in tmp
@@ -107,8 +107,6 @@ def encoder_from_args(args):
     encoder : Encoder
         The loaded backbone.
     """
-    from ..encoders import get_encoder
-
     default_model = _defaults.ENCODER.split(":")[0]
     config = args.model_config
     if config is None and args.checkpoint is not None:
@@ -137,6 +135,8 @@ def encoder_from_args(args):
         spec = _defaults.ENCODER
     else:
         spec = model
+    from ..encoders import get_encoder
+
     return get_encoder(spec, device=args.device, offline=args.offline or None)
 
 

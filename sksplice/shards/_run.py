@@ -198,15 +198,23 @@ def _label_indices(labels, classes):
     return [index.get(v, -1) for v in labels], list(classes)
 
 
-def _is_package_file(name):
-    return name in TOP_FILES or name == LOCK_FILE
+def _is_package_entry(path):
+    """Whether ``path`` (in an output folder) is something the package writes there."""
+    name = path.name
+    if name in TOP_FILES or name == LOCK_FILE or _TMP_RE.fullmatch(name):
+        return True
+    if name in ("shards", "plots") and path.is_dir():
+        pattern = SHARD_RE if name == "shards" else PLOT_RE
+        return all(pattern.fullmatch(f"{name}/{p.name}") or _TMP_RE.fullmatch(p.name)
+                   for p in path.iterdir())
+    return False
 
 
 def _refuse_foreign_folder(out, overwrite):
     """A non-empty folder that is no decomposition is refused before anything is written."""
     if overwrite or not out.is_dir() or (out / "manifest.json").exists():
         return
-    if any(not (_is_package_file(p.name) or _TMP_RE.fullmatch(p.name)) for p in out.iterdir()):
+    if not all(_is_package_entry(p) for p in out.iterdir()):
         raise ValueError(
             f"{str(out)!r} exists and is not empty; choose an empty or new output folder "
             "(or pass --overwrite / overwrite=True)."
