@@ -8,6 +8,7 @@ folder that the package did not write is deleted.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
@@ -233,8 +234,6 @@ def _remove_package_files(out, old):
     doomed = list(_shard_files_on_disk(out))
     plots = list((old or {}).get("plots") or [])
     try:
-        import json
-
         summary = json.loads((out / "summary.json").read_text("utf-8"))
         plots += [e.get("plot") for e in summary if isinstance(e, dict) and e.get("plot")]
     except (OSError, ValueError, TypeError, AttributeError):
@@ -311,7 +310,11 @@ def prepare_out(out, config, plan, overwrite, names):
     (out / "shards").mkdir(parents=True, exist_ok=True)
     for folder in (out, out / "shards", out / "plots"):
         _remove_stale_temporaries(folder)
-    if not (out / "concepts.json").exists():
+    try:
+        current = json.loads((out / "concepts.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        current = None
+    if current != names:  # missing or damaged: the settings say what it holds
         write_json(out / "concepts.json", names)
 
 
