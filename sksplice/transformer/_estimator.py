@@ -355,7 +355,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
             Nonnegative concept features, dtype following the input (float32
             or float64).  Use :meth:`decompose` for the unscaled weights.
         """
-        check_is_fitted(self, "dictionary_")
+        _check_fitted(self)
         if is_dask_collection(X):
             from .._dask import transform_dask
 
@@ -384,7 +384,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
             Per-sample iterations, objective, relative duality gap and
             convergence flags (``info.codes`` is dropped to save memory).
         """
-        check_is_fitted(self, "dictionary_")
+        _check_fitted(self)
         return self._decompose(self._embed(X))
 
     def decompose_embeddings(self, X):
@@ -405,7 +405,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
         info : SolverResult
             The solver's per-sample diagnostics.
         """
-        check_is_fitted(self, "dictionary_")
+        _check_fitted(self)
         X_emb = check_embeddings(as_rows(X))
         check_dimension(X_emb.shape[1], self.dictionary_.n_features, self._dictionary_source())
         return self._decompose(X_emb)
@@ -426,7 +426,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
         X_emb : ndarray of shape (n_samples, n_features)
             Float32 or float64 embeddings (not yet normalised or centred).
         """
-        check_is_fitted(self, "dictionary_")
+        _check_fitted(self)
         return self._embed(X)
 
     def inverse_transform(self, X):
@@ -447,7 +447,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
             Unit-norm reconstructed embeddings; all-zero codes give
             ``normalize(image_mean_)``.
         """
-        check_is_fitted(self, "dictionary_")
+        _check_fitted(self)
         W = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32])
         k = self.dictionary_.n_concepts
         if W.shape[1] != k:
@@ -476,7 +476,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
         score : float
             The mean reconstruction cosine (1 is perfect).
         """
-        check_is_fitted(self, "dictionary_")
+        _check_fitted(self)
         X_emb = self._embed(X)
         codes, _ = self._decompose(X_emb)
         return float(np.mean(reconstruction_cosine(X_emb, self.inverse_transform(codes))))
@@ -494,7 +494,7 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
         feature_names_out : ndarray of str objects of shape (n_concepts,)
             The concept names.
         """
-        check_is_fitted(self, "dictionary_")
+        _check_fitted(self)
         return np.asarray(self.concept_names_, dtype=object)
 
     def set_output(self, *, transform=None):
@@ -613,6 +613,12 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
             rows = as_rows(X)
             kind = self.input if self.input != "auto" else guess_kind(rows)
         d = self.dictionary_.n_features
+        if (
+            rows is X and X.dtype in (np.float32, np.float64) and X.shape[1] == d
+            and X.shape[0] > 0 and not hasattr(self, "feature_names_in_")
+            and np.isfinite(X).all()
+        ):  # nothing check_array would change or refuse: validated once, here
+            return X
         if kind == "embedding":
             X_emb = check_embeddings(rows)
             check_dimension(X_emb.shape[1], d, self._dictionary_source())
@@ -631,3 +637,9 @@ def _named(X, X_emb):
     if hasattr(X, "columns") and X.shape[1] == X_emb.shape[1]:
         return X
     return X_emb
+
+
+def _check_fitted(est):
+    """``check_is_fitted`` on the hot path: one attribute lookup when fitted."""
+    if "dictionary_" not in est.__dict__:
+        check_is_fitted(est, "dictionary_")
