@@ -297,7 +297,9 @@ def read_manifest(out):
 class Decomposition:
     """A decomposition folder read back by :func:`load_decomposition`.
 
-    Attributes
+    Each parameter is kept as the attribute of the same name.
+
+    Parameters
     ----------
     codes : scipy.sparse.csr_matrix of shape (n_images, n_concepts)
         All shards' codes, in manifest order.
