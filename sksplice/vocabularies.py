@@ -34,6 +34,7 @@ from .encoders._spec import shorten
 __all__ = [
     "ENGLISH_STOPWORDS",
     "MAX_CONCEPT_LENGTH",
+    "VISUAL_WORDS",
     "VOCABULARIES",
     "build_vocabulary",
     "check_vocabulary_size",
@@ -71,9 +72,17 @@ VOCABULARIES = {
     },
 }
 
+#: Words of scikit-learn's stop-word list that name or describe things in images
+#: ("fire", "top", "front"...): kept as concepts.
+VISUAL_WORDS = frozenset({
+    "back", "bill", "bottom", "cry", "empty", "fire", "front", "full", "mill", "side", "system",
+    "thick", "thin", "top", "well",
+})
+
 #: English stop words dropped by ``clean=True`` and by :func:`build_vocabulary`:
-#: scikit-learn's ``ENGLISH_STOP_WORDS``.
-ENGLISH_STOPWORDS = ENGLISH_STOP_WORDS
+#: scikit-learn's ``ENGLISH_STOP_WORDS`` less :data:`VISUAL_WORDS` (its own
+#: documentation warns that the list holds content words).
+ENGLISH_STOPWORDS = ENGLISH_STOP_WORDS - VISUAL_WORDS
 
 #: Longest concept accepted (characters); CLIP reads 77 tokens, and longer strings
 #: only cost tokenizer time.
@@ -361,7 +370,8 @@ def build_vocabulary(captions, n_words=10000, n_bigrams=5000, *, stopwords=None,
     remaining words and the two-word phrases formed by adjacent kept tokens,
     and keep the ``n_words`` most frequent words and ``n_bigrams`` most
     frequent bigrams.  Counting is scikit-learn's ``CountVectorizer`` (over
-    the terms of each caption); the stop words are its ``ENGLISH_STOP_WORDS``.
+    the terms of each caption); the stop words are its ``ENGLISH_STOP_WORDS``
+    less a few words that name things in images (:data:`VISUAL_WORDS`).
     A dropped token or a punctuation mark breaks a phrase: ``"dog on the
     beach"`` gives no ``"dog beach"``.
 

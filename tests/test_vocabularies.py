@@ -153,5 +153,8 @@ def test_vocabulary_inputs_are_bounded(tmp_path):
 def test_build_vocabulary_uses_scikit_learns_stop_words():
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    assert ENGLISH_STOPWORDS is ENGLISH_STOP_WORDS
+    assert ENGLISH_STOPWORDS < ENGLISH_STOP_WORDS
+    assert {"the", "whereafter", "of"} <= ENGLISH_STOPWORDS
+    assert not {"fire", "top", "front", "thin"} & ENGLISH_STOPWORDS  # they name things
+    assert clean_vocabulary(["fire", "the", "top", "of"]) == ["fire", "top"]
     assert build_vocabulary(["whereafter the cat sat", "cat"], n_bigrams=0) == ["sat", "cat"]
