@@ -34,6 +34,7 @@ from ._spec import (
     ENCODERS,
     HF_ENCODERS,
     canonical_name,
+    describe_encoder,
     list_encoders,
     looks_like_path,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Encoder",
     "HFAdapter",
     "canonical_name",
+    "describe_encoder",
     "get_encoder",
     "list_encoders",
     "looks_like_path",

@@ -11,7 +11,14 @@ import numpy as np
 from .._utils import resolve_device, suggest, to_numpy
 from ._hf import HFAdapter, is_hf_model, load_hf
 from ._images import as_image_list, check_files_exist, load_image
-from ._spec import HF_PREFIX, SCHEMAS, check_model_name, looks_like_path, shorten
+from ._spec import (
+    HF_PREFIX,
+    SCHEMAS,
+    check_model_name,
+    describe_encoder,
+    looks_like_path,
+    shorten,
+)
 from ._text import (
     causal_text_tower,
     needed_length,
@@ -32,10 +39,7 @@ __all__ = ["Encoder", "has_encode", "short"]
 
 def short(obj):
     """A short description of any object for error messages (never a long repr)."""
-    text = repr(obj) if isinstance(obj, (str, int, float, bool, type(None))) else None
-    if text is not None and len(text) <= 80:
-        return text
-    return f"a {type(obj).__module__}.{type(obj).__qualname__} object"
+    return describe_encoder(obj)
 
 
 def has_encode(obj):

@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMAS",
     "canonical_name",
     "check_model_name",
+    "describe_encoder",
     "list_encoders",
     "looks_like_path",
     "parse_spec",
@@ -104,6 +105,42 @@ def shorten(s, limit=80):
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(str(s))} characters)"
+
+
+def describe_encoder(encoder):
+    """A short description of an encoder specification, for error messages.
+
+    Strings and tuples are shown (shortened); a model object is named by its
+    class, never by its repr (a model's repr runs to thousands of characters).
+
+    Parameters
+    ----------
+    encoder : object
+        Anything passed as ``encoder=``.
+
+    Returns
+    -------
+    text : str
+        At most about 200 characters.
+
+    Examples
+    --------
+    >>> from sksplice.encoders import describe_encoder
+    >>> describe_encoder("ViT-B-32:openai")
+    "'ViT-B-32:openai'"
+    >>> describe_encoder(object())
+    'a builtins.object object'
+    """
+    if isinstance(encoder, (str, os.PathLike)) or encoder is None:
+        return shorten(encoder if encoder is None else os.fspath(encoder))
+    if isinstance(encoder, tuple):
+        return "(" + ", ".join(describe_encoder(e) for e in encoder[:3]) + (
+            ", ...)" if len(encoder) > 3 else ")")
+    cls = type(encoder)
+    text = repr(encoder) if cls.__repr__ is not object.__repr__ else ""
+    if text and len(text) <= 80 and "\n" not in text:
+        return text
+    return f"a {cls.__module__}.{cls.__qualname__} object"
 
 
 def looks_like_path(s):
