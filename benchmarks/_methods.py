@@ -216,3 +216,114 @@ def current_rss_mb():
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:  # pragma: no cover - non-Linux
         return float("nan")
+
+
+# ------------------------------------------------------------------ optional peers
+def spams_lasso(C, l1, *, threads=1):
+    """SPAMS's batched LARS (``spams.lasso(pos=True, mode=2)``) with the Gram precomputed once.
+
+    ``spams.lasso`` minimises ``1/2 ||z - D w||^2 + lambda1 ||w||_1``; times 2
+    this is SpLiCE's objective with ``lambda1 = l1 / 2``.  Returns a function
+    ``Z -> codes`` (CSR), or ``None`` when ``spams`` (package ``spams-bin``,
+    the ``bench`` extra) is not installed.  The Gram matrix ``C C^T`` is
+    computed here, outside the timed function (SPAMS's fastest mode).
+    """
+    try:
+        import spams
+    except ImportError:
+        return None
+    import numpy as np
+
+    G = np.asfortranarray(C @ C.T)
+    Ct = np.ascontiguousarray(C)
+
+    def solve(Z):
+        Zf = np.asfortranarray(Z.T)
+        q = np.asfortranarray(Ct @ Zf)
+        W = spams.lasso(Zf, Q=G, q=q, pos=True, mode=2, lambda1=l1 / 2.0, lambda2=0.0,
+                        numThreads=threads)
+        return W.T.tocsr()
+
+    return solve
+
+
+def _sklearn_like_loop(module, C, l1, tol):
+    """A per-sample loop of ``module.Lasso(positive=True)`` (skglm or celer)."""
+    try:
+        mod = __import__(module)
+    except ImportError:
+        return None
+    import numpy as np
+
+    A = np.asfortranarray(C.T)
+    d = C.shape[1]
+    est = mod.Lasso(alpha=l1 / (2.0 * d), positive=True, fit_intercept=False, tol=tol)
+
+    def solve(Z):
+        W = np.zeros((Z.shape[0], C.shape[0]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i, z in enumerate(Z):
+                W[i] = est.fit(A, z).coef_
+        return W
+
+    return solve
+
+
+def skglm_loop(C, l1, *, tol=1e-8):
+    """``skglm.Lasso(positive=True)`` per sample (``None`` if skglm is absent).
+
+    Its objective is scikit-learn's (``alpha = l1 / (2 d)``); ``tol`` is on
+    its own scale: 1e-8 meets a relative duality gap of 1e-6 on these problems.
+    """
+    return _sklearn_like_loop("skglm", C, l1, tol)
+
+
+def celer_loop(C, l1, *, tol=1e-8):
+    """``celer.Lasso(positive=True)`` per sample (``None`` if celer is absent)."""
+    return _sklearn_like_loop("celer", C, l1, tol)
+
+
+def sksplice_solve(C, l1, **options):
+    """This package's default solver (``get_solver("auto")``) as ``Z -> CSR codes``."""
+    from sksplice.solvers import get_solver
+
+    solver = get_solver("auto", device="cpu", **options)
+    solver.solve(C, C[:2] * 0.5, l1)  # caches the dictionary views (a one-off cost)
+
+    def solve(Z):
+        return solver.solve(C, Z, l1, sparse_output=True).codes
+
+    return solve
+
+
+def transform_latency(C, l1):
+    """``SpliceTransformer.transform`` on one embedding (what a user calls), or None.
+
+    Fitted on the prepared dictionary with no image mean, so it measures the
+    estimator's overhead over the solver on the same problem.
+    """
+    import numpy as np
+
+    try:
+        from sksplice import ConceptDictionary, SpliceTransformer
+    except ImportError:
+        return None
+    names = [f"c{i}" for i in range(C.shape[0])]
+    cd = ConceptDictionary(names, C)
+    st = SpliceTransformer(dictionary=cd, l1=l1, image_mean=None, device="cpu")
+    st.fit(np.asarray(cd.embeddings[:2]))
+    return st.transform
+
+
+def matmul_floor(C):
+    """One float32 ``Z @ C.T`` of the batch: the floor any method pays."""
+    import numpy as np
+    import torch
+
+    C32 = torch.from_numpy(np.ascontiguousarray(C, dtype=np.float32))
+
+    def solve(Z):
+        return torch.from_numpy(Z.astype(np.float32)) @ C32.T
+
+    return solve

@@ -15,8 +15,14 @@ import scipy.sparse as sp
 import torch
 
 from sksplice import ConceptDictionary
-from sksplice.solvers import (ActiveSetSolver, ADMMSolver, LassoSolver, get_solver,
-                              objective_and_gap, solve_batched)
+from sksplice.solvers import (
+    ActiveSetSolver,
+    ADMMSolver,
+    LassoSolver,
+    get_solver,
+    objective_and_gap,
+    solve_batched,
+)
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +203,33 @@ def test_admm_float32_has_no_spurious_weights_where_plain_admm_does(micrograph_p
     np.testing.assert_array_equal(res.codes > 0, exact.codes > 0)
     obj, _ = objective_and_gap(C, Z, res.codes.astype(np.float64), 0.25)
     np.testing.assert_allclose(obj, exact.objective, rtol=1e-5)  # float32 codes
+
+
+@pytest.mark.parametrize("gram_budget_mb", [0, 256])
+@pytest.mark.parametrize("l1", [0.05, 0.25])
+def test_single_sample_path_matches_the_batched_core_on_lvis(lvis_rows, gram_budget_mb, l1):
+    C, Z = lvis_rows
+    solver = ActiveSetSolver(device="cpu", gram_budget_mb=gram_budget_mb)
+    batch = solver.solve(C, Z[:8], l1)
+    for i in range(8):
+        one = solver.solve(C, Z[i : i + 1], l1)
+        csr = solver.solve(C, Z[i : i + 1], l1, sparse_output=True)
+        assert one.converged[0] and one.gap[0] <= 1e-6
+        np.testing.assert_allclose(one.objective[0], batch.objective[i], rtol=1e-12)
+        np.testing.assert_allclose(one.codes[0], batch.codes[i], atol=1e-12)
+        np.testing.assert_array_equal(csr.codes.toarray(), one.codes)
+
+
+def test_single_sample_path_float32_and_singular_fallback():
+    # a duplicated concept makes the block singular: the batched core's fallback answers
+    rng = np.random.default_rng(3)
+    C = rng.normal(size=(40, 10))
+    C /= np.linalg.norm(C, axis=1, keepdims=True)
+    z = C[:3].sum(axis=0)
+    z /= np.linalg.norm(z)
+    Cd = np.vstack([C, C[:3]])
+    ref = LassoSolver(tol=1e-10).solve(Cd, z[None], 0.05)
+    res = ActiveSetSolver(device="cpu", working_set=43).solve(Cd, z[None], 0.05)
+    np.testing.assert_allclose(res.objective, ref.objective, rtol=1e-6)
+    r32 = ActiveSetSolver(device="cpu").solve(C, z[None].astype(np.float32), 0.05)
+    assert r32.codes.dtype == np.float32 and r32.converged.all()

@@ -8,7 +8,9 @@ then runs several times slower than on one thread (measured in
 with 2 threads on 2 busy cores).  Below ``PARALLEL_MIN_WORK`` multiply-adds
 per batched matmul a solve is therefore scoped to one thread; above it, the
 caller's setting (torch's default, or what ``torch.set_num_threads`` chose)
-is kept.  The scope is restored on exit, so the policy never leaks.
+is kept.  The scope also limits numpy's BLAS (OpenBLAS/MKL, through
+threadpoolctl, a scikit-learn dependency), whose own thread pool collapses
+the same way.  The scope is restored on exit, so the policy never leaks.
 """
 
 from __future__ import annotations
@@ -48,9 +50,21 @@ def solve_threads(n_samples, n_concepts, n_features, n_threads=None):
     return torch.get_num_threads()
 
 
+_CONTROLLER = []
+
+
+def _blas_controller():
+    """threadpoolctl's controller, built once (inspecting the libraries takes ms)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
 @contextmanager
 def thread_scope(n_threads):
-    """Run the block with ``torch.set_num_threads(n_threads)``, restored on exit.
+    """Run the block with ``n_threads`` torch and BLAS threads, restored on exit.
 
     Parameters
     ----------
@@ -64,11 +78,12 @@ def thread_scope(n_threads):
     import torch
 
     before = torch.get_num_threads()
-    if n_threads == before:
-        yield
-        return
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    with _blas_controller().limit(limits=n_threads, user_api="blas"):
+        if n_threads == before:
+            yield
+            return
+        torch.set_num_threads(n_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)

@@ -46,6 +46,7 @@ import numpy as np
 from .._utils import to_numpy, to_tensor
 from ._base import BaseSolver, SolverResult, torch_result
 from ._kernels import working_set_solve
+from ._single import solve_one
 from ._threads import solve_threads, thread_scope
 
 __all__ = ["GRAM_BUDGET_MB", "ActiveSetSolver"]
@@ -178,9 +179,40 @@ class ActiveSetSolver(BaseSolver):
                 max_add=int(self.max_add), support=support, gram=gram, sparse=sparse,
             )
 
+    def _solve_single(self, C, Z, l1, sparse):
+        """One CPU sample through the numpy latency path (``None``: use the batched core)."""
+        import scipy.sparse as sp
+
+        Ck, C64, gram, device = self._views(C, Z.dtype)
+        if device.type != "cpu":
+            return None
+        with thread_scope(solve_threads(1, *C.shape, self.n_threads)):
+            one = solve_one(
+                C64.numpy(), Ck, None if gram is None else gram.numpy(),
+                np.asarray(Z[0], dtype=np.float64), float(l1) / 2.0, tol=self.tol,
+                max_rounds=int(self.max_iter), working_set=int(self.working_set),
+                max_add=int(self.max_add), out_dtype=Z.dtype,
+            )
+        if one is None:
+            return None
+        cols, vals, (rounds, obj, rel, done) = one
+        k = C.shape[0]
+        if sparse:
+            codes = sp.csr_matrix((vals, cols.astype(np.int32), np.array([0, cols.size])),
+                                  shape=(1, k))
+        else:
+            codes = np.zeros((1, k), dtype=Z.dtype)
+            codes[0, cols] = vals
+        return SolverResult(codes=codes, n_iter=np.array([rounds]), objective=np.array([obj]),
+                            gap=np.array([rel]), converged=np.array([done]), solver=self.name)
+
     def _solve(self, C, Z, l1, init, sparse=False):
         import scipy.sparse as sp
 
+        if Z.shape[0] == 1 and init is None:
+            res = self._solve_single(C, Z, l1, sparse)
+            if res is not None:
+                return res
         support = None
         if init is not None:
             support = to_tensor(np.asarray(init) > 0, self._prepared(C, np.float64)[1])
