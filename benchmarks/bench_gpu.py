@@ -95,7 +95,7 @@ def _core_active_set(C, Z, device, repeats, **kw):
     import torch
 
     from _methods import sync
-    from sksplice.solvers.active_set import working_set_solve
+    from sksplice.solvers._kernels import working_set_solve
 
     C64 = torch.as_tensor(C, device=device, dtype=torch.float64)
     C32 = C64.float()

@@ -9,6 +9,7 @@ from scipy.optimize import nnls
 from sksplice import ConceptDictionary
 from sksplice.solvers import ActiveSetSolver, LassoSolver, get_solver, objective_and_gap
 from sksplice.solvers import _kernels as kernels
+from sksplice.solvers import _subproblems as subproblems
 
 
 def _problem(seed=0, **kw):
@@ -175,7 +176,7 @@ def test_warm_start_from_the_solution_needs_one_round():
 def test_block_principal_pivoting_matches_nnls(monkeypatch, n_full):
     # random strictly convex QPs min 1/2 x'Gx - q'x, x >= 0, with padding;
     # n_full=0 exercises the least-index (single exchange) rule alone
-    monkeypatch.setattr(kernels, "BPP_FULL", n_full)
+    monkeypatch.setattr(subproblems, "BPP_FULL", n_full)
     rng = np.random.default_rng(n_full)
     n, m, d = 40, 12, 20
     A = rng.normal(size=(n, d, m))
@@ -189,7 +190,7 @@ def test_block_principal_pivoting_matches_nnls(monkeypatch, n_full):
         G[i][:, ~valid[i]] = 0
         G[i][~valid[i], ~valid[i]] = 1
         q[i][~valid[i]] = 0
-    x, failed = kernels.nnqp_bpp(
+    x, failed = subproblems.nnqp_bpp(
         torch.from_numpy(G), torch.from_numpy(q), torch.from_numpy(valid),
         torch.zeros((n, m), dtype=torch.bool))
     assert not failed.any()

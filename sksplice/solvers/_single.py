@@ -16,13 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotrs
 
-from ._kernels import (
-    _BAND_EXTRA,
-    _BPP_DUAL_EPS,
-    _BPP_PRIMAL_EPS,
-    _TOL_EPS_FACTOR,
-    BPP_FULL,
-)
+from ._kernels import _BAND_EXTRA, _TOL_EPS_FACTOR
+from ._subproblems import _BPP_DUAL_EPS, _BPP_PRIMAL_EPS, BPP_FULL
 
 __all__ = ["solve_one"]
 
@@ -145,7 +140,7 @@ def solve_one(C64, Ck, gram, z, half, *, tol, max_rounds, working_set, max_add, 
 def _nnqp_one(G, q, passive):
     """``min 1/2 x'Gx - q'x, x >= 0`` by block principal pivoting (one sample).
 
-    The rules of :func:`~sksplice.solvers._kernels.nnqp_bpp` (full exchanges
+    The rules of :func:`~sksplice.solvers._subproblems.nnqp_bpp` (full exchanges
     for ``BPP_FULL`` steps, then Murty's least-index rule) without padding.
     Returns ``None`` when a passive block is numerically singular.
     """
