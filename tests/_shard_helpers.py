@@ -73,3 +73,10 @@ def same_decomposition(a, b):
             and np.allclose(a.cosine, b.cosine, rtol=0, atol=1e-12, equal_nan=True)
             and a.bad_files == b.bad_files
             and list(a.concept_names) == list(b.concept_names))
+
+
+def toy_words(n, seed=0):
+    """``n`` distinct concept names whose toy text embeddings differ."""
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnop"))
+    return ["".join(rng.choice(letters, 10)) + str(i) for i in range(n)]

@@ -199,10 +199,19 @@ print("done", time.perf_counter() - t, flush=True)
 CACHE_CHILD = r'''
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from _shard_helpers import toy_encoder
+from _shard_helpers import toy_encoder, toy_words
+import sksplice.concepts as concepts
 from sksplice import build_dictionary
 
-words = [f"word{i}" for i in range(int(sys.argv[3]))]
+_write = concepts.atomic_write
+def atomic_write(path, write):  # says when the cache entry is being written
+    print("writing", flush=True)
+    t = time.perf_counter()
+    _write(path, write)
+    print("wrote", time.perf_counter() - t, flush=True)
+concepts.atomic_write = atomic_write
+
+words = toy_words(int(sys.argv[3]))
 enc = toy_encoder()
 print("ready", flush=True)
 t = time.perf_counter()
@@ -219,26 +228,40 @@ def _spawn(script, *args):
 
 def _wait_ready(proc):
     line = proc.stdout.readline()
-    assert line.startswith("ready"), (line, proc.stderr.read() if proc.poll() is not None
-                                      else "")
+    if not line.startswith("ready"):  # it died first: say why
+        proc.wait(timeout=60)
+        raise AssertionError(f"the child exited ({proc.returncode}) before it was ready: "
+                             f"{line}{proc.stderr.read()}")
 
 
 def _timed_run(script, *args):
+    """(seconds of work, seconds spent writing the cache entry or None)."""
     proc = _spawn(script, *args)
     _wait_ready(proc)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    return float(out.split()[-1])
+    wrote = [float(ln.split()[1]) for ln in out.splitlines() if ln.startswith("wrote")]
+    return float(out.split()[-1]), (wrote[0] if wrote else None)
 
 
-def _kill_loop(script, args, n_kills, rng, work_time):
-    """Start, wait until ready, kill at a random moment of the work; ``n_kills`` times."""
+def _kill_loop(script, args, n_kills, rng, times, after_each=None):
+    """Start, wait until ready, kill at a random moment; ``n_kills`` times.
+
+    With a measured write time, every other kill waits for the write to start
+    and lands at a random moment inside it.  ``after_each()`` runs after each.
+    """
+    work_time, write_time = times
     kills = 0
-    for _ in range(n_kills):
+    for i in range(n_kills):
         proc = _spawn(script, *args)
         try:
             _wait_ready(proc)
-            time.sleep(float(rng.uniform(0, 1.2 * work_time)))
+            if write_time is not None and i % 2:
+                line = proc.stdout.readline()
+                assert line.startswith("writing"), line
+                time.sleep(float(rng.uniform(0, write_time)))
+            else:
+                time.sleep(float(rng.uniform(0, 1.2 * work_time)))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
@@ -246,17 +269,19 @@ def _kill_loop(script, args, n_kills, rng, work_time):
         finally:
             if proc.poll() is None:
                 proc.kill()
+        if after_each is not None:
+            after_each()
     return kills
 
 
 @pytest.mark.slow
 def test_killed_decompositions_resume_to_the_same_result(setup, tmp_path):
     root, _, reference = setup
-    work_time = _timed_run(CHILD, root, tmp_path / "timing")
+    times = _timed_run(CHILD, root, tmp_path / "timing")
     rng = np.random.default_rng(7)
     out = tmp_path / "killed"
     n = 40 if LONG else 4
-    kills = _kill_loop(CHILD, (root, out), n, rng, work_time)
+    kills = _kill_loop(CHILD, (root, out), n, rng, times)
     seen = _state(out)
     assert seen is None or same_decomposition(seen, _state(reference))
     _timed_run(CHILD, root, out)
@@ -267,25 +292,33 @@ def test_killed_decompositions_resume_to_the_same_result(setup, tmp_path):
 
 @pytest.mark.slow
 def test_killed_dictionary_cache_writes_never_corrupt_the_cache(tmp_path):
-    from _shard_helpers import toy_encoder
+    from _shard_helpers import toy_encoder, toy_words
 
     from sksplice import build_dictionary
 
     n_words = 60000
     cache = tmp_path / "cache"
-    work_time = _timed_run(CACHE_CHILD, tmp_path / "timing-cache", n_words)
+    times = _timed_run(CACHE_CHILD, tmp_path / "timing-cache", n_words)
     rng = np.random.default_rng(11)
     n = 40 if LONG else 4
-    kills = _kill_loop(CACHE_CHILD, (cache, n_words), n, rng, work_time)
-    words = [f"word{i}" for i in range(n_words)]
+    words = toy_words(n_words)
     enc = toy_encoder()
     fresh = build_dictionary(enc, words, vocabulary_size=n_words, cache=False)
-    got = build_dictionary(enc, words, vocabulary_size=n_words, cache_dir=cache)
-    np.testing.assert_array_equal(got.embeddings, fresh.embeddings)
-    assert list(got.names) == words
-    again = build_dictionary(enc, words, vocabulary_size=n_words, cache_dir=cache)
-    assert again.metadata["cache_hit"]
-    np.testing.assert_array_equal(again.embeddings, fresh.embeddings)
+
+    def check_then_clear():
+        # whatever the kill left, the cache gives the right dictionary ...
+        got = build_dictionary(enc, words, vocabulary_size=n_words, cache_dir=cache)
+        np.testing.assert_array_equal(got.embeddings, fresh.embeddings)
+        assert list(got.names) == words
+        again = build_dictionary(enc, words, vocabulary_size=n_words, cache_dir=cache)
+        assert again.metadata["cache_hit"]
+        np.testing.assert_array_equal(again.embeddings, fresh.embeddings)
+        # ... then the entry goes, so the next child writes it again
+        for entry in (cache / "dictionaries").glob("*.npz"):
+            entry.unlink()
+
+    kills = _kill_loop(CACHE_CHILD, (cache, n_words), n, rng, times, check_then_clear)
     debris = [p.name for p in cache.rglob("*.tmp")]
     print(f"\n[fault injection] build_dictionary cache: {n} runs started, {kills} killed "
-          f"(SIGKILL), 0 entries corrupt, {len(debris)} temporary file(s) left by kills")
+          f"(SIGKILL; {n // 2} of them while the entry was being written), 0 entries "
+          f"corrupt, {len(debris)} temporary file(s) left by kills")
