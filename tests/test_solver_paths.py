@@ -7,6 +7,7 @@ rows whose exact code is empty), and ``LassoSolver``'s convergence flag.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -42,14 +43,19 @@ def lvis_reference(lvis_rows):
     return {l1: LassoSolver(tol=1e-10, max_iter=200000).solve(C, Z, l1) for l1 in (0.1, 0.25)}
 
 
+#: (gram_budget_mb, compiled): the torch core without and with the Gram
+#: matrix, and the compiled per-sample kernel (numba, when installed)
+PATHS = [(0, True), (256, False), (256, True)]
+
+
 @pytest.mark.parametrize("l1", [0.1, 0.25])
-@pytest.mark.parametrize("gram_budget_mb", [0, 256])
+@pytest.mark.parametrize(("gram_budget_mb", "compiled"), PATHS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gram_and_gram_free_paths_match_sklearn_on_lvis(lvis_rows, lvis_reference, l1,
-                                                        gram_budget_mb, dtype):
+                                                        gram_budget_mb, compiled, dtype):
     C, Z = lvis_rows
     ref = lvis_reference[l1]
-    solver = ActiveSetSolver(device="cpu", gram_budget_mb=gram_budget_mb)
+    solver = ActiveSetSolver(device="cpu", gram_budget_mb=gram_budget_mb, compiled=compiled)
     res = solver.solve(C, Z.astype(dtype), l1)
     assert ("gram" in solver._cache) == (gram_budget_mb > 0)
     assert res.converged.all()
@@ -61,10 +67,11 @@ def test_gram_and_gram_free_paths_match_sklearn_on_lvis(lvis_rows, lvis_referenc
         np.testing.assert_allclose(obj, ref.objective, rtol=1e-5)
 
 
-@pytest.mark.parametrize("gram_budget_mb", [0, 256])
-def test_sparse_output_is_the_dense_codes(lvis_rows, gram_budget_mb):
+@pytest.mark.parametrize(("gram_budget_mb", "compiled"), PATHS)
+def test_sparse_output_is_the_dense_codes(lvis_rows, gram_budget_mb, compiled):
     C, Z = lvis_rows
-    solver = ActiveSetSolver(device="cpu", gram_budget_mb=gram_budget_mb, batch_size=7)
+    solver = ActiveSetSolver(device="cpu", gram_budget_mb=gram_budget_mb, batch_size=7,
+                             compiled=compiled)
     dense = solver.solve(C, Z, 0.25)
     csr = solver.solve(C, Z, 0.25, sparse_output=True)
     assert sp.isspmatrix_csr(csr.codes) and csr.codes.has_sorted_indices
@@ -84,8 +91,8 @@ def test_padding_never_overwrites_concept_zero():
     Z = W @ C
     Z /= np.linalg.norm(Z, axis=1, keepdims=True)
     ref = LassoSolver(tol=1e-10).solve(C, Z, 0.05)
-    for sparse in (False, True):
-        res = ActiveSetSolver(device="cpu", working_set=2, max_add=1).solve(
+    for sparse, compiled in itertools.product((False, True), (False, True)):
+        res = ActiveSetSolver(device="cpu", working_set=2, max_add=1, compiled=compiled).solve(
             C, Z, 0.05, sparse_output=sparse)
         codes = res.codes.toarray() if sparse else res.codes
         assert np.all(codes[:, 0] > 0)
@@ -205,17 +212,18 @@ def test_admm_float32_has_no_spurious_weights_where_plain_admm_does(micrograph_p
     np.testing.assert_allclose(obj, exact.objective, rtol=1e-5)  # float32 codes
 
 
-@pytest.mark.parametrize("gram_budget_mb", [0, 256])
+@pytest.mark.parametrize(("gram_budget_mb", "compiled"), PATHS)
 @pytest.mark.parametrize("l1", [0.05, 0.25])
-def test_single_sample_path_matches_the_batched_core_on_lvis(lvis_rows, gram_budget_mb, l1):
+def test_single_sample_path_matches_the_batched_core_on_lvis(lvis_rows, gram_budget_mb,
+                                                             compiled, l1):
     C, Z = lvis_rows
-    solver = ActiveSetSolver(device="cpu", gram_budget_mb=gram_budget_mb)
-    batch = solver.solve(C, Z[:8], l1)
+    solver = ActiveSetSolver(device="cpu", gram_budget_mb=gram_budget_mb, compiled=compiled)
+    batch = ActiveSetSolver(device="cpu", gram_budget_mb=0).solve(C, Z[:8], l1)
     for i in range(8):
         one = solver.solve(C, Z[i : i + 1], l1)
         csr = solver.solve(C, Z[i : i + 1], l1, sparse_output=True)
         assert one.converged[0] and one.gap[0] <= 1e-6
-        np.testing.assert_allclose(one.objective[0], batch.objective[i], rtol=1e-12)
+        np.testing.assert_allclose(one.objective[0], batch.objective[i], rtol=1e-10)
         np.testing.assert_allclose(one.codes[0], batch.codes[i], atol=1e-12)
         np.testing.assert_array_equal(csr.codes.toarray(), one.codes)
 
@@ -229,7 +237,9 @@ def test_single_sample_path_float32_and_singular_fallback():
     z /= np.linalg.norm(z)
     Cd = np.vstack([C, C[:3]])
     ref = LassoSolver(tol=1e-10).solve(Cd, z[None], 0.05)
-    res = ActiveSetSolver(device="cpu", working_set=43).solve(Cd, z[None], 0.05)
-    np.testing.assert_allclose(res.objective, ref.objective, rtol=1e-6)
+    for compiled in (False, True):
+        res = ActiveSetSolver(device="cpu", working_set=43, compiled=compiled).solve(
+            Cd, np.vstack([z, z]), 0.05)
+        np.testing.assert_allclose(res.objective, ref.objective[[0, 0]], rtol=1e-6)
     r32 = ActiveSetSolver(device="cpu").solve(C, z[None].astype(np.float32), 0.05)
     assert r32.codes.dtype == np.float32 and r32.converged.all()
