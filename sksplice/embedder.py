@@ -78,7 +78,8 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
         "progress": ["boolean"],
     }
 
-    def __init__(self, encoder=_defaults.ENCODER, *, input="image", batch_size=64,
+    def __init__(self, encoder=_defaults.ENCODER, *, input="image",
+                 batch_size=_defaults.IMAGE_BATCH_SIZE,
                  device="auto", progress=False):
         self.encoder = encoder
         self.input = input

@@ -286,8 +286,12 @@ def test_clones_reuse_the_cached_vocabulary(encoder_spec, monkeypatch):
     X = np.random.default_rng(0).normal(size=(4, 32))
     st = _splice(encoder_spec, image_mean=None).fit(X)
     for _ in range(3):
-        clone(st).fit(X)
+        # one dictionary per process: clones neither re-encode nor re-read it
+        assert clone(st).fit(X).dictionary_ is st.dictionary_
     assert calls == [len(VOCAB)]
+    other = clone(st).set_params(prompt_template="a photo of {}").fit(X)
+    assert other.dictionary_ is not st.dictionary_
+    assert calls == [len(VOCAB), len(VOCAB)]
 
 
 # --------------------------------------------------------------- model mismatch

@@ -614,7 +614,8 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
             kind = self.input if self.input != "auto" else guess_kind(rows)
         d = self.dictionary_.n_features
         if (
-            rows is X and X.dtype in (np.float32, np.float64) and X.shape[1] == d
+            type(X) is np.ndarray and X.ndim == 2 and X.dtype in (np.float32, np.float64)
+            and X.shape[1] == d
             and X.shape[0] > 0 and not hasattr(self, "feature_names_in_")
             and np.isfinite(X).all()
         ):  # nothing check_array would change or refuse: validated once, here

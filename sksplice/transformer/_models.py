@@ -7,6 +7,7 @@ must: images are encoded to learn a mean only when no reference mean exists.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 import numpy as np
@@ -22,8 +23,34 @@ __all__ = ["ModelsMixin"]
 
 logger = logging.getLogger("sksplice")
 
-#: a vocabulary size larger than any vocabulary: ``vocabulary_size=-1`` keeps every concept
-_WHOLE = 2**62
+#: Dictionaries built in this process, by what determines them: clones fitted in
+#: one process (cross-validation, grid search) share one, instead of re-reading
+#: the disk cache each (other processes share the disk cache, whose build is
+#: locked so a cold cache is encoded once).  Only encoders with a stable identity
+#: are memoised; a vocabulary file is keyed by its path, size and mtime.
+_MEMO = {}
+_MEMO_SIZE = 2
+
+
+def _memo_key(enc, vocabulary, size, template, cache_dir):
+    """What determines a built dictionary, or None when it cannot be keyed safely."""
+    identity = getattr(enc, "identity", None)
+    if identity is None:
+        return None
+    if isinstance(vocabulary, (list, tuple)):
+        vocab = ("list", tuple(vocabulary))
+    else:
+        path = os.fspath(vocabulary)
+        try:
+            st = os.stat(path)
+        except OSError:  # a registered name (its file is pinned by digest)
+            vocab = ("name", path)
+        else:
+            vocab = ("file", os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    precision = getattr(enc, "precision", None)
+    return identity, precision, vocab, size, template, os.fspath(cache_dir or "") or (
+        os.environ.get("SKSPLICE_CACHE", "")
+    )
 
 
 class ModelsMixin:
@@ -107,14 +134,22 @@ class ModelsMixin:
                 "encoder that produced them (e.g. encoder='RN50:openai' for 1024-d OpenAI "
                 "RN50 embeddings), or images with input='image'."
             )
-        # -1 is the reference code's "whole vocabulary": keep every line
-        size = _WHOLE if self.vocabulary_size == -1 else self.vocabulary_size
-        logger.info("building the concept dictionary of %r with %r", self.vocabulary,
-                    getattr(enc, "identity", None))
-        dictionary = build_dictionary(
-            enc, self.vocabulary, vocabulary_size=size, prompt_template=self.prompt_template,
-            cache_dir=self.cache_dir, progress=bool(self.verbose),
-        )
+        key = _memo_key(enc, self.vocabulary, self.vocabulary_size, self.prompt_template,
+                        self.cache_dir)
+        dictionary = _MEMO.get(key) if key is not None else None
+        if dictionary is None:
+            logger.info("building the concept dictionary of %r with %r", self.vocabulary,
+                        getattr(enc, "identity", None))
+            # ``vocabulary_size=-1`` keeps the whole vocabulary, as in the reference code
+            dictionary = build_dictionary(
+                enc, self.vocabulary, vocabulary_size=self.vocabulary_size,
+                prompt_template=self.prompt_template, cache_dir=self.cache_dir,
+                progress=bool(self.verbose),
+            )
+            if key is not None:
+                _MEMO[key] = dictionary
+                while len(_MEMO) > _MEMO_SIZE:
+                    _MEMO.pop(next(iter(_MEMO)))
         return dictionary, dictionary.metadata.get("encoder") or getattr(enc, "identity", None)
 
     def _resolve_mean(self, X, rows, kind, X_emb, dictionary, source):
