@@ -12,8 +12,12 @@ vocabulary embeddings exist offline; see ``_problems.py`` for how it matches
 CLIP ViT-B/32 statistics) with 1,024 image-like inputs, and (2) the real
 LVIS text embeddings (1,203 concepts) with the 1,000 ImageNet zero-shot rows.
 
+The peers SPAMS, skglm and celer, at every batch size and l1, are in
+``bench_peers.py``.
+
 Methods: ``active_set`` (this package's exact working-set solver), ``admm``
-(the batched Woodbury ADMM, plain and with screening + polishing), the
+(the batched Woodbury ADMM, plain, and by default with screening + exact
+polishing), the
 per-sample scikit-learn ``Lasso`` loop (the reference implementation's
 default, the *baseline* of the ratio column), ``SparseCoder(positive_code=
 True, transform_algorithm="lasso_cd", n_jobs=2)`` and a reference-style ADMM
@@ -48,6 +52,8 @@ sys.path.insert(0, str(HERE))
 
 L1 = 0.25
 TOL = 1e-6
+#: ADMM's own iterations, without the default screening and exact polishing
+PLAIN_ADMM = {"polish": False, "warm_start": "zeros"}
 
 
 # ------------------------------------------------------------------ worker side
@@ -169,9 +175,9 @@ def _specs(quick):
              threads=1),
         dict(syn, label="active_set n_nonzero=10", method="n_nonzero", n=n_big, batch=1024,
              options={"n_nonzero": 10}),
-        dict(syn, label="admm", method="admm", n=sub["admm"], batch=sub["admm"]),
-        dict(syn, label="admm screen+polish", method="admm", n=sub["admm"], batch=sub["admm"],
-             options={"warm_start": "screen", "polish": True}),
+        dict(syn, label="admm (plain)", method="admm", n=sub["admm"], batch=sub["admm"],
+             options=PLAIN_ADMM),
+        dict(syn, label="admm (default)", method="admm", n=sub["admm"], batch=sub["admm"]),
         dict(syn, label="sklearn Lasso loop", method="lasso", n=sub["lasso"], batch=1),
         dict(syn, label="SparseCoder n_jobs=2", method="sparse_coder", n=sub["coder"],
              batch=sub["coder"]),
@@ -184,8 +190,8 @@ def _specs(quick):
     lvis = dict(problem="lvis", n_concepts=1203)
     table += [
         dict(lvis, label="active_set", method="active_set", n=1000, batch=1000),
-        dict(lvis, label="admm", method="admm", n=250 if quick else 1000,
-             batch=250 if quick else 1000),
+        dict(lvis, label="admm (plain)", method="admm", n=250 if quick else 1000,
+             batch=250 if quick else 1000, options=PLAIN_ADMM),
         dict(lvis, label="sklearn Lasso loop", method="lasso", n=50 if quick else 200, batch=1),
         dict(lvis, label="SparseCoder n_jobs=2", method="sparse_coder", n=1000, batch=1000),
     ]
@@ -193,19 +199,21 @@ def _specs(quick):
     table += [
         dict(big, label="active_set", method="active_set", n=256 if quick else n_big,
              batch=256 if quick else n_big),
-        dict(big, label="admm", method="admm", n=32, batch=32, options={"max_iter": 200}),
+        dict(big, label="admm (plain)", method="admm", n=32, batch=32,
+             options={"max_iter": 200, **PLAIN_ADMM}),
         dict(big, label="sklearn Lasso loop", method="lasso", n=4 if quick else 8, batch=1),
     ]
     n_curve = 128 if quick else 256
     curves = [
         dict(syn, label="active_set", method="active_set", n=n_curve, batch=n_curve,
              curve=[{"max_iter": r} for r in (1, 2, 3, 4, 100)]),
-        dict(syn, label="admm", method="admm", n=32 if quick else 64, batch=32 if quick else 64,
-             curve=[{"max_iter": it} for it in ((20, 100, 400) if quick else
-                                                (20, 50, 100, 200, 400))]),
-        dict(syn, label="admm screen+polish", method="admm", n=32 if quick else 64,
+        dict(syn, label="admm (plain)", method="admm", n=32 if quick else 64,
              batch=32 if quick else 64,
-             curve=[{"warm_start": "screen", "polish": True, "polish_tol": p}
+             curve=[{"max_iter": it, **PLAIN_ADMM} for it in ((20, 100, 400) if quick else
+                                                              (20, 50, 100, 200, 400))]),
+        dict(syn, label="admm (default)", method="admm", n=32 if quick else 64,
+             batch=32 if quick else 64,
+             curve=[{"polish_tol": p}
                     for p in ((1e-1, 1e-3) if quick else (1e-1, 1e-2, 1e-3, 1e-4))]),
         dict(syn, label="sklearn Lasso loop", method="lasso", n=8 if quick else 16, batch=1,
              curve=[{"tol": t} for t in ((1e-2, 1e-6) if quick else (1e-1, 1e-2, 1e-3, 1e-4,

@@ -18,6 +18,9 @@ import numpy as np
 __all__ = ["available", "solve_gram_batch"]
 
 _KERNEL = []
+#: Batches below this many samples run the serial kernel: a sample takes
+#: 0.1-1 ms, comparable with waking numba's thread team.
+_PARALLEL_MIN_SAMPLES = 8
 
 
 def available():
@@ -125,7 +128,22 @@ def _build():
     def one(G, c, zz, half, tol, max_rounds, working_set, max_add, d, max_full):
         k = c.size
         m0 = min(k, max(1, working_set))
-        S = np.argsort(-c)[:m0].copy()
+        if m0 < k:
+            # the m0 most correlated concepts: a partition (O(k)), then a sort of m0
+            thr = np.partition(c, k - m0)[k - m0]
+            S = np.empty(m0, dtype=np.int64)
+            p = 0
+            for j in range(k):
+                if c[j] > thr and p < m0:
+                    S[p] = j
+                    p += 1
+            for j in range(k):
+                if c[j] == thr and p < m0:
+                    S[p] = j
+                    p += 1
+            S = S[np.argsort(-c[S])]
+        else:
+            S = np.argsort(-c)
         F = np.empty(m0, dtype=np.bool_)
         for i in range(m0):
             F[i] = c[S[i]] > half
@@ -215,7 +233,6 @@ def _build():
             F = np.ones(S.size, dtype=np.bool_)
         return S, x, rnd, obj, rel, done, True
 
-    @numba.njit(parallel=True, cache=True)
     def batch(G, Cz, zz, half, tol, max_rounds, working_set, max_add, d, max_full):
         n = Cz.shape[0]
         rounds = np.zeros(n, dtype=np.int64)
@@ -247,7 +264,10 @@ def _build():
             counts[i] = c if c <= width else -1
         return res_S, res_x, counts, rounds, objective, gap, converged, ok
 
-    return batch
+    # a parallel version for batches, a serial one for a few samples (starting
+    # numba's thread team costs more than solving one sample)
+    return (numba.njit(parallel=True, cache=True)(batch),
+            numba.njit(parallel=False, cache=True)(batch))
 
 
 def solve_gram_batch(gram, Cz, zz, half, *, tol, max_rounds, working_set, max_add, d):
@@ -280,8 +300,9 @@ def solve_gram_batch(gram, Cz, zz, half, *, tol, max_rounds, working_set, max_ad
     from ._subproblems import BPP_FULL
 
     if not _KERNEL:
-        _KERNEL.append(_build())
-    S, x, counts, rounds, objective, gap, converged, ok = _KERNEL[0](
+        _KERNEL.extend(_build())
+    kernel = _KERNEL[0] if Cz.shape[0] >= _PARALLEL_MIN_SAMPLES else _KERNEL[1]
+    S, x, counts, rounds, objective, gap, converged, ok = kernel(
         gram, np.ascontiguousarray(Cz), zz, half, float(tol), int(max_rounds),
         int(working_set), int(max_add), int(d), int(BPP_FULL))
     ok &= counts >= 0

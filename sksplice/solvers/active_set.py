@@ -218,7 +218,7 @@ class ActiveSetSolver(BaseSolver):
 
         if not (self.compiled and _compiled.available()):
             return None
-        Ck, C64, gram, device = self._views(C, Z.dtype)
+        _, C64, gram, device = self._views(C, Z.dtype)
         if device.type != "cpu" or gram is None:
             return None
         import numba
