@@ -271,18 +271,18 @@ def class_concepts(codes, concept_names, labels, *, classes=None):
                     "distribution; drop it from classes= or check the labels "
                     f"(present: {list(map(label_key, present))[:20]})."
                 )
-    # sparse (n_classes, n_samples) averaging matrix: 1 / n_c where sample i is in class c
     row = np.full(y.shape[0], -1)
     for i, c in enumerate(classes):
         row[equal_mask(y, c)] = i
     member = np.flatnonzero(row >= 0)
     counts = np.bincount(row[member], minlength=len(classes)).astype(np.float64)
-    Gs = sp.csr_matrix((1.0 / counts[row[member]], (row[member], member)),
-                       shape=(len(classes), y.shape[0]))
-    mean_weight = np.asarray((Gs @ W).todense())
+    # sparse (n_classes, n_samples) membership: sums per class, divided by the class sizes
+    G = sp.csr_matrix((np.ones(member.size), (row[member], member)),
+                      shape=(len(classes), y.shape[0]))
+    mean_weight = np.asarray((G @ W).todense()) / counts[:, None]
     B = W.copy()
     B.data[:] = 1.0
-    frequency = np.asarray((Gs @ B).todense())
+    frequency = np.asarray((G @ B).todense()) / counts[:, None]
     return ClassConcepts(
         classes=np.asarray(classes), concept_names=names, n_samples=counts.astype(int),
         mean_weight=mean_weight, frequency=frequency,

@@ -1,0 +1,203 @@
+"""Every Python snippet in README.md and docs/ runs, each on its own.
+
+A snippet is a fenced ``python`` block of a Markdown page (or a
+``.. code-block:: python`` of a reStructuredText page).  Each one is run as a
+script, ``python snippet.py``, in a fresh interpreter and a temporary working
+directory, with an empty sksplice cache and no network: it must be
+self-contained (and guard process pools with ``if __name__ == "__main__":``).
+``../shared/data`` from that directory is the shared data folder, as from the
+repository root.
+
+A snippet that needs pretrained CLIP weights or a download cannot run here.
+Mark it with an HTML comment on the line before its fence::
+
+    <!-- snippet: names-only -->
+
+and it is compiled, its imports are run, and every name it reads must be
+imported or assigned in it (nothing is run).  Keep that list short: prefer a
+snippet that runs on the shared data or on a small ``ConceptDictionary``.
+
+The marked snippets are listed by ``test_names_only_snippets_are_few``.
+Executing the snippets is slow (``-m slow``); compiling them is not.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SKSPLICE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+#: generated or build output, not pages
+EXCLUDED = ("docs/_build", "docs/auto_examples", "docs/_inventories")
+NAMES_ONLY = "<!-- snippet: names-only -->"
+#: the most snippets that may be checked for names only
+MAX_NAMES_ONLY = 12
+
+_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(\{code-block\}\s*)?(python|py|python3)\s*$")
+_RST_BLOCK = re.compile(r"^(\s*)\.\. code-block::\s*(python|py|python3)\s*$")
+
+
+def _pages():
+    pages = [ROOT / "README.md"]
+    for path in sorted((ROOT / "docs").rglob("*")):
+        rel = path.relative_to(ROOT).as_posix()
+        if path.suffix in (".md", ".rst") and not rel.startswith(EXCLUDED):
+            pages.append(path)
+    return [p for p in pages if p.exists()]
+
+
+def _markdown_blocks(lines):
+    i = 0
+    while i < len(lines):
+        m = _FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, fence = m.group(1), m.group(2)
+        start = i + 1
+        j = start
+        while j < len(lines) and not lines[j].strip().startswith(fence):
+            j += 1
+        body = [ln[len(indent):] if ln.startswith(indent) else ln for ln in lines[start:j]]
+        if body and body[0].startswith(":"):  # MyST directive options
+            while body and body[0].startswith(":"):
+                body.pop(0)
+        marked = i > 0 and lines[i - 1].strip() == NAMES_ONLY
+        yield start, "\n".join(body), marked
+        i = j + 1
+
+
+def _rst_blocks(lines):
+    i = 0
+    while i < len(lines):
+        m = _RST_BLOCK.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        indent = len(m.group(1))
+        j = i + 1
+        while j < len(lines) and (not lines[j].strip() or lines[j].lstrip().startswith(":")):
+            j += 1
+        start, body = j, []
+        while j < len(lines) and (not lines[j].strip()
+                                  or len(lines[j]) - len(lines[j].lstrip()) > indent):
+            body.append(lines[j])
+            j += 1
+        width = min((len(b) - len(b.lstrip()) for b in body if b.strip()), default=0)
+        marked = any(ln.strip() == ".. " + NAMES_ONLY[5:-4].strip() for ln in lines[max(0, i - 2):i])
+        yield start, "\n".join(b[width:] for b in body).rstrip(), marked
+        i = j
+
+
+def _snippets():
+    out = []
+    for page in _pages():
+        lines = page.read_text(encoding="utf-8").splitlines()
+        blocks = _markdown_blocks(lines) if page.suffix == ".md" else _rst_blocks(lines)
+        for line, code, marked in blocks:
+            code = _strip_prompts(code)
+            if code.strip():
+                out.append((f"{page.relative_to(ROOT).as_posix()}:{line}", code, marked))
+    return out
+
+
+def _strip_prompts(code):
+    """A doctest-style block (``>>>``) as plain code (its output lines dropped)."""
+    lines = code.splitlines()
+    if not any(ln.lstrip().startswith(">>>") for ln in lines):
+        return code
+    kept = []
+    for ln in lines:
+        s = ln.lstrip()
+        if s.startswith(">>> ") or s == ">>>":
+            kept.append(s[4:])
+        elif s.startswith("... ") or s == "...":
+            kept.append(s[4:])
+    return "\n".join(kept)
+
+
+SNIPPETS = _snippets()
+IDS = [s[0] for s in SNIPPETS]
+
+
+def _undefined_names(code):
+    """Names a snippet reads without importing or assigning them (nor builtins)."""
+    tree = ast.parse(code)
+    bound = set(dir(builtins)) | {"__name__", "__file__"}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+            args = node.args if not isinstance(node, ast.ClassDef) else None
+            if args is not None:
+                bound |= {a.arg for a in args.args + args.kwonlyargs + args.posonlyargs}
+                bound |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+        elif isinstance(node, ast.Lambda):
+            bound |= {a.arg for a in node.args.args + node.args.kwonlyargs}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+    return sorted({n.id for n in ast.walk(tree)
+                   if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound)
+
+
+def test_snippets_are_found():
+    assert len(SNIPPETS) >= 20
+    assert any(where.startswith("README.md") for where in IDS)
+
+
+def test_names_only_snippets_are_few():
+    marked = [where for where, _, m in SNIPPETS if m]
+    assert len(marked) <= MAX_NAMES_ONLY, f"too many names-only snippets: {marked}"
+
+
+@pytest.mark.parametrize(("where", "code", "marked"), SNIPPETS, ids=IDS)
+def test_snippet_compiles(where, code, marked):
+    compile(code, where, "exec")
+    if marked:
+        missing = _undefined_names(code)
+        assert not missing, f"{where} reads names it never defines: {missing}"
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """A working directory whose ../shared/data is the shared data folder, and its env."""
+    (tmp_path / "shared").mkdir()
+    if SHARED_DATA.exists():
+        (tmp_path / "shared" / "data").symlink_to(SHARED_DATA, target_is_directory=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKSPLICE_")}
+    env.update(SKSPLICE_CACHE=str(tmp_path / "cache"), SKSPLICE_OFFLINE="1",
+               HF_HUB_OFFLINE="1", MPLBACKEND="Agg", SKSPLICE_SHARED_DATA=str(SHARED_DATA),
+               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    return work, env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("where", "code", "marked"), SNIPPETS, ids=IDS)
+def test_snippet_runs(where, code, marked, sandbox):
+    work, env = sandbox
+    if marked:
+        tree = ast.parse(code)
+        imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        code = ast.unparse(ast.Module(body=imports, type_ignores=[]))
+    elif not SHARED_DATA.exists() and "shared/data" in code:
+        pytest.skip(f"{where} reads ../shared/data, which is absent")
+    script = work / "snippet.py"
+    script.write_text(code, encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script)], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{where} failed:\n{proc.stderr[-3000:]}"
