@@ -91,3 +91,39 @@ def test_pipeline_memory_caches_the_embeddings(spec, image_files, tmp_path, monk
     assert calls.count(10) == 1  # the refit on all 10 images
     search.fit(paths, y)
     assert len(calls) == 9 + 6  # the second search re-encodes only the scoring folds
+
+
+def test_set_params_encoder_reloads_the_model(spec, tiny_model, image_files):
+    """A transform after set_params(encoder=B) uses B, not the cached A."""
+    paths, _ = image_files
+    emb = CLIPEmbedder(spec, device="cpu")
+    A = emb.transform(paths)
+    import copy
+
+    import torch
+
+    model_b = copy.deepcopy(tiny_model)
+    with torch.no_grad():  # a different model: perturb the image tower of a copy
+        for p in model_b.visual.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    other = Encoder.from_model(model_b, name="b", device="cpu")
+    emb.set_params(encoder=other)
+    B = emb.transform(paths)
+    assert not np.allclose(A, B, atol=1e-4)
+    np.testing.assert_allclose(B, other.encode_images(paths), atol=1e-6)
+    emb.set_params(encoder=spec)
+    np.testing.assert_allclose(emb.transform(paths), A, atol=1e-6)
+
+
+def test_texts_from_tables_and_bad_rows(spec):
+    import pandas as pd
+
+    emb = CLIPEmbedder(spec, input="text", device="cpu")
+    T = emb.transform(pd.DataFrame({"caption": ["a dog", "a cat", "snow"]}))
+    assert T.shape == (3, 32)
+    with pytest.raises(TypeError, match=r"X\[1\] is a int"):
+        emb.transform(["a dog", 3])
+    with pytest.raises(ValueError, match="input='text'"):
+        CLIPEmbedder(spec, device="cpu").transform(["not an image"])
+    with pytest.raises(ValueError, match="needs images"):
+        CLIPEmbedder(spec, device="cpu").transform(np.zeros((2, 8, 8, 3)))

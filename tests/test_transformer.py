@@ -270,3 +270,53 @@ def test_not_fitted(data):
     names, E, X, _ = data
     with pytest.raises(NotFittedError):
         _st(names, E).transform(X)
+
+
+def test_score_is_the_mean_reconstruction_cosine(data):
+    from sksplice import reconstruction_cosine
+
+    names, E, X, _ = data
+    st = _st(names, E, l1=0.05, image_mean="fit").fit(X)
+    codes, _ = st.decompose(X)
+    expected = reconstruction_cosine(X, st.inverse_transform(codes)).mean()
+    assert st.score(X) == pytest.approx(expected, rel=1e-12)
+
+
+def test_public_api_for_other_layers(data):
+    """fit(X=None), decompose_embeddings, embed and build_solver, as TEAM.md lists them."""
+    names, E, X, _ = data
+    mu = X.mean(0)
+    st = _st(names, E, image_mean=mu).fit()  # nothing to learn from data
+    assert st.n_features_in_ == 24 and st.input_kind_ == "auto"
+    codes, info = st.decompose_embeddings(X)
+    assert info.objective.shape == (60,) and sp.issparse(codes)
+    np.testing.assert_allclose(st.transform(X).toarray(), st.output_scale * codes.toarray())
+    np.testing.assert_array_equal(st.embed(X), X)
+    solver = st.build_solver()
+    assert type(solver) is type(st.solver_) and solver is not st.solver_
+    with pytest.raises(ValueError, match="got X=None"):
+        _st(names, E, image_mean="fit").fit()
+
+
+@pytest.mark.parametrize("size", [-1, None, 3])
+def test_vocabulary_size_minus_one_keeps_the_whole_vocabulary(size, monkeypatch):
+    import sksplice.concepts as concepts
+
+    seen = {}
+
+    def fake_build(enc, vocabulary, *, vocabulary_size, **kw):
+        seen["size"] = vocabulary_size
+        return ConceptDictionary(["a", "b", "c"], np.eye(3))
+
+    monkeypatch.setattr(concepts, "build_dictionary", fake_build)
+    st = SpliceTransformer(encoder=("ViT-B-32", None), vocabulary=["a", "b", "c"],
+                           vocabulary_size=size, image_mean=None, device="cpu")
+    st._resolve_dictionary()
+    assert seen["size"] == size  # -1 reaches load_vocabulary: the whole list
+
+
+def test_vocabulary_size_zero_is_refused():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="vocabulary_size"):
+        SpliceTransformer(vocabulary_size=0, dictionary=(["a", "b"], np.eye(2))).fit(np.eye(2))
