@@ -127,6 +127,12 @@ def _build():
     @numba.njit(cache=True, nogil=True)
     def one(G, c, zz, half, tol, max_rounds, working_set, max_add, d, max_full):
         k = c.size
+        cmax = -np.inf
+        for j in range(k):
+            cmax = max(cmax, c[j])
+        if cmax <= half:
+            # w = 0 satisfies the KKT conditions exactly: the code is empty
+            return np.zeros(0, dtype=np.int64), np.zeros(0), 1, zz, 0.0, True, True
         m0 = min(k, max(1, working_set))
         if m0 < k:
             # the m0 most correlated concepts: a partition (O(k)), then a sort of m0
