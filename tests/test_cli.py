@@ -545,3 +545,12 @@ def test_a_second_run_on_the_same_folder_leaves_the_first_alone(work, mean_file,
     assert first.returncode == 0, stderr
     assert "decomposed 8 of 9 images" in stdout
     assert load_decomposition(out).codes.shape[0] == 8
+
+
+def test_python_m_sksplice_is_the_same_command(work):
+    r = subprocess.run([sys.executable, "-m", "sksplice", "decompose", "--solver", "nope"],
+                       env=work["env"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "usage: sksplice decompose" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "sksplice", "--version"], env=work["env"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith("sksplice ")
