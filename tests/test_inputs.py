@@ -234,6 +234,7 @@ def test_global_pandas_output_keeps_the_probe_pipeline_working(problem):
             SpliceTransformer(**st.get_params()).fit_transform(X)
 
 
+@pytest.mark.slow
 def test_column_transformer_with_paths_numbers_and_categories(encoder_spec, image_files):
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression

@@ -263,6 +263,7 @@ def test_fit_transform_encodes_each_image_once(encoder_spec, image_files, monkey
     assert st._fit_embeddings is None  # nothing kept after fit_transform
 
 
+@pytest.mark.slow
 def test_cross_val_score_encodes_each_image_once_per_fold(encoder_spec, image_files,
                                                           monkeypatch):
     """12 images, cv=3: 8 training + 4 test images per fold, 36 encodings (was 60)."""
@@ -295,6 +296,7 @@ def test_clones_reuse_the_cached_vocabulary(encoder_spec, monkeypatch):
 
 
 # --------------------------------------------------------------- model mismatch
+@pytest.mark.slow
 def test_set_params_encoder_on_a_fitted_estimator_warns(encoder_spec, tiny_model, image_files):
     from sksplice import ModelMismatchWarning
 
