@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from _clip_helpers import TINY, count_calls
 
-from sksplice import CLIPEmbedder, ConceptDictionary, Encoder, SpliceTransformer, get_encoder
+from sksplice import (
+    CLIPEmbedder,
+    ConceptDictionary,
+    Encoder,
+    SpliceTransformer,
+    get_encoder,
+)
 
 
 @pytest.fixture(autouse=True)

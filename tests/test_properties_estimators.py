@@ -41,7 +41,6 @@ def _st(k=12, d=6, **kw):
 
 # ------------------------------------------------------------ degenerate rows
 def test_all_zero_rows_get_zero_codes_and_a_warning_naming_them():
-    names, E = _dictionary()
     X = np.random.default_rng(1).normal(size=(5, 6))
     X[[1, 3]] = 0.0
     mean = np.full(6, 0.1)
@@ -141,7 +140,7 @@ def test_transform_is_a_clear_error_or_matches_the_reference_solver(problem):
         warnings.simplefilter("error", RuntimeWarning)  # no silent overflow
         try:
             est.fit(data)
-            W, info = est.decompose(data)
+            W, _ = est.decompose(data)
         except (ValueError, TypeError) as exc:
             assert str(exc)  # a message, not a bare error
             return

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import coherent_problem
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import Lasso, LogisticRegression
@@ -16,8 +17,6 @@ from sklearn.pipeline import make_pipeline
 from sksplice import ConceptDictionary, SpliceTransformer, splice_encode
 from sksplice.solvers import objective_and_gap
 from sksplice.transformer import CenteringWarning
-
-from conftest import coherent_problem
 
 
 @pytest.fixture
@@ -221,11 +220,11 @@ def test_bad_transform_inputs(fitted):
 @pytest.mark.parametrize(
     "params, match",
     [
-        (dict(l1=-0.1), "'l1' parameter .* range \\[0.0, inf\\)"),
-        (dict(solver="lars"), "'solver' parameter"),
-        (dict(image_mean=np.zeros(5)), "image_mean has shape \\(5,\\)"),
-        (dict(image_mean=np.full(24, np.nan)), "image_mean contains NaN"),
-        (dict(device="tpu"), "device='tpu' is not"),
+        ({"l1": -0.1}, "'l1' parameter .* range \\[0.0, inf\\)"),
+        ({"solver": "lars"}, "'solver' parameter"),
+        ({"image_mean": np.zeros(5)}, "image_mean has shape \\(5,\\)"),
+        ({"image_mean": np.full(24, np.nan)}, "image_mean contains NaN"),
+        ({"device": "tpu"}, "device='tpu' is not"),
     ],
 )
 def test_bad_parameters(data, params, match):
@@ -300,7 +299,7 @@ def test_public_api_for_other_layers(data):
 
 @pytest.mark.parametrize("size", [-1, None, 3])
 def test_vocabulary_size_minus_one_keeps_the_whole_vocabulary(size, monkeypatch):
-    import sksplice.concepts as concepts
+    from sksplice import concepts
 
     seen = {}
 
