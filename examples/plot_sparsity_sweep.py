@@ -48,7 +48,7 @@ from sklearn.linear_model import LogisticRegression
 from sksplice.analysis import sparsity_sweep
 
 splice = SpliceTransformer(dictionary=dictionary, image_mean=image_mean, device="cpu")
-sweep = sparsity_sweep(splice, X, [0.12, 0.18, 0.25], y=y, cv=3, dense_baseline=True,
+sweep = sparsity_sweep(splice, X, [0.15, 0.2, 0.3], y=y, cv=3, dense_baseline=True,
                        probe=LogisticRegression(max_iter=2000))
 print(sweep.to_frame().round(3).to_string(index=False))
 print(f"dense embeddings: {sweep.dense_accuracy:.3f}")

@@ -201,3 +201,22 @@ def test_snippet_runs(where, code, marked, sandbox):
     proc = subprocess.run([sys.executable, str(script)], cwd=work, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{where} failed:\n{proc.stderr[-3000:]}"
+
+
+GALLERY = sorted((ROOT / "examples").glob("plot_*.py"))
+
+
+def test_gallery_examples_are_found():
+    assert len(GALLERY) >= 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", GALLERY, ids=[p.name for p in GALLERY])
+def test_gallery_example_runs(script, sandbox):
+    """Each gallery script runs as ``python examples/plot_x.py`` from the repository root."""
+    if not SHARED_DATA.exists():
+        pytest.skip("the gallery reads ../shared/data, which is absent")
+    _, env = sandbox
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{script.name} failed:\n{proc.stderr[-3000:]}"
