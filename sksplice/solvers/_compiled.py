@@ -128,12 +128,17 @@ def _build():
     def one(G, c, zz, half, tol, max_rounds, working_set, max_add, d, max_full):
         k = c.size
         cmax = -np.inf
+        n_above = 0
         for j in range(k):
             cmax = max(cmax, c[j])
+            if c[j] > half:
+                n_above += 1
         if cmax <= half:
             # w = 0 satisfies the KKT conditions exactly: the code is empty
             return np.zeros(0, dtype=np.int64), np.zeros(0), 1, zz, 0.0, True, True
-        m0 = min(k, max(1, working_set))
+        # very sparse codes (large l1): no larger first working set than the
+        # concepts that violate KKT at w = 0, plus a few (later rounds add more)
+        m0 = min(k, max(1, min(working_set, 2 * n_above + 2)))
         if m0 < k:
             # the m0 most correlated concepts: a partition (O(k)), then a sort of m0
             thr = np.partition(c, k - m0)[k - m0]
