@@ -30,6 +30,7 @@ from ..dictionary import ConceptDictionary
 from ..exceptions import DegenerateInputWarning
 from ..solvers import SOLVERS, get_solver, solve_batched
 from ._models import ModelsMixin
+from ._output import OutputMixin
 
 __all__ = ["SpliceTransformer"]
 
@@ -39,7 +40,7 @@ logger = logging.getLogger("sksplice")
 _PROGRESS_MIN_ROWS = 2048
 
 
-class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
+class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimator,
                         auto_wrap_output_keys=None):
     """Sparse, nonnegative concept codes for CLIP embeddings (SpLiCE).
 
@@ -496,62 +497,6 @@ class SpliceTransformer(ModelsMixin, TransformerMixin, BaseEstimator,
         """
         _check_fitted(self)
         return np.asarray(self.concept_names_, dtype=object)
-
-    def set_output(self, *, transform=None):
-        """Set the container of :meth:`transform`'s output.
-
-        ``"pandas"`` with sparse codes gives a pandas DataFrame of sparse
-        columns named after the concepts (``DataFrame.sparse.from_spmatrix``);
-        ``"polars"`` needs ``sparse_output=False``.
-
-        Parameters
-        ----------
-        transform : {"default", "pandas", "polars"}, default=None
-            The output container (``None`` leaves it unchanged).
-
-        Returns
-        -------
-        self : SpliceTransformer
-            This estimator.
-        """
-        if transform is None:
-            return self
-        if transform not in ("default", "pandas", "polars"):
-            raise ValueError(
-                f"set_output(transform={transform!r}): choose 'default', 'pandas' or 'polars'."
-            )
-        if not hasattr(self, "_sklearn_output_config"):
-            self._sklearn_output_config = {}
-        self._sklearn_output_config["transform"] = transform
-        return self
-
-    def _wrap_output(self, codes, X):
-        """The codes in the container ``set_output`` (or ``set_config``) asks for."""
-        from sklearn.utils._set_output import _get_output_config
-
-        container = _get_output_config("transform", self)["dense"]
-        if container == "default":
-            return codes
-        names = self.get_feature_names_out()
-        if container == "pandas":
-            import pandas as pd
-
-            index = X.index if type(X).__module__.startswith("pandas") else None
-            if sp.issparse(codes):
-                frame = pd.DataFrame.sparse.from_spmatrix(codes, columns=names)
-                if index is not None:
-                    frame.index = index
-                return frame
-            return pd.DataFrame(codes, columns=names, index=index)
-        if sp.issparse(codes):
-            raise ValueError(
-                "polars has no sparse columns, so transform_output='polars' needs "
-                "SpliceTransformer(sparse_output=False) (dense codes), or use 'pandas' "
-                "(sparse columns)."
-            )
-        import polars as pl
-
-        return pl.DataFrame(codes, schema=[str(n) for n in names])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
