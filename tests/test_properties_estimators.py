@@ -146,7 +146,7 @@ def test_transform_is_a_clear_error_or_matches_the_reference_solver(problem):
             return
         W_ref, _ = ref.fit(data).decompose(data)
         X_hat = est.inverse_transform(est.transform(data))
-    W, W_ref = W.toarray(), W_ref.toarray()
+    W, W_ref = W.toarray().astype(np.float64), W_ref.toarray().astype(np.float64)
     assert W.shape == (X.shape[0], k)
     assert np.all(np.isfinite(W)) and W.min() >= 0
     assert np.all(np.isfinite(X_hat))
@@ -154,7 +154,7 @@ def test_transform_is_a_clear_error_or_matches_the_reference_solver(problem):
     Xf = np.asarray(X, dtype=np.float64)
     Z = center_embeddings(Xf, est.image_mean_)
     C = est.dictionary_.embeddings
-    obj, _ = objective_and_gap(C, Z, W.astype(np.float64), l1)
+    obj, _ = objective_and_gap(C, Z, W, l1)
     obj_ref, _ = objective_and_gap(C, Z, W_ref, l1)
     tol = 1e-3 if X.dtype != np.float64 else 1e-6
     np.testing.assert_allclose(obj, obj_ref, rtol=tol, atol=tol)
