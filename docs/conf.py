@@ -34,8 +34,8 @@ import os
 import re
 import socket
 import sys
-from urllib.parse import urlsplit
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from docutils import nodes
 from docutils.parsers.rst import Directive, directives

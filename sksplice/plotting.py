@@ -20,7 +20,10 @@ import numbers
 import numpy as np
 
 __all__ = [
-    "plot_top_concepts", "plot_group_comparison", "plot_sparsity_sweep", "plot_probe_concepts",
+    "plot_group_comparison",
+    "plot_probe_concepts",
+    "plot_sparsity_sweep",
+    "plot_top_concepts",
 ]
 
 

@@ -66,7 +66,7 @@ def _markdown_blocks(lines):
         j = start
         while j < len(lines) and not lines[j].strip().startswith(fence):
             j += 1
-        body = [ln[len(indent):] if ln.startswith(indent) else ln for ln in lines[start:j]]
+        body = [ln.removeprefix(indent) for ln in lines[start:j]]
         if body and body[0].startswith(":"):  # MyST directive options
             while body and body[0].startswith(":"):
                 body.pop(0)
@@ -117,9 +117,7 @@ def _strip_prompts(code):
     kept = []
     for ln in lines:
         s = ln.lstrip()
-        if s.startswith(">>> ") or s == ">>>":
-            kept.append(s[4:])
-        elif s.startswith("... ") or s == "...":
+        if s.startswith(">>> ") or s == ">>>" or s.startswith("... ") or s == "...":
             kept.append(s[4:])
     return "\n".join(kept)
 
@@ -145,9 +143,7 @@ def _undefined_names(code):
             bound |= {a.arg for a in node.args.args + node.args.kwonlyargs}
         elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
             bound.add(node.id)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            bound.add(node.name)
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+        elif isinstance(node, ast.ExceptHandler) and node.name or isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
             bound.add(node.name)
     return sorted({n.id for n in ast.walk(tree)
                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound)

@@ -282,8 +282,8 @@ def _labelled_problem():
 
 def test_pipeline_and_grid_search_over_l1_and_removed_concepts():
     cd, X, y = _labelled_problem()
-    pipe = make_pipeline(
-        ConceptEditor(_st(cd, None, l1=0.05)),
+    pipe = make_pipeline(  # C=100 on the exact weights (output_scale=1)
+        ConceptEditor(_st(cd, None, l1=0.05, output_scale=1.0)),
         LogisticRegression(C=100.0, max_iter=2000),
     )
     grid = GridSearchCV(

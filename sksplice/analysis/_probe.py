@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from ._common import check_k, check_labels, equal_mask, import_pandas, label_key
 
-__all__ = ["probe_concepts", "concept_permutation_importance"]
+__all__ = ["concept_permutation_importance", "probe_concepts"]
 
 _COLUMNS = ["class", "rank", "concept", "coefficient", "mean_code", "contribution"]
 
