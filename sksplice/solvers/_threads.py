@@ -5,10 +5,11 @@ jobs), an OpenMP team of ``torch.get_num_threads()`` threads waits for its
 slowest member at every parallel region; a solve made of many small ops
 then runs several times slower than on one thread (measured in
 ``benchmarks/bench_solvers.py``: a 64-sample LVIS batch took 3-34x longer
-with 2 threads on 2 busy cores).  Below ``PARALLEL_MIN_WORK`` multiply-adds
-per batched matmul a solve is therefore scoped to one thread; above it, the
-caller's setting (torch's default, or what ``torch.set_num_threads`` chose)
-is kept.  The scope also limits numpy's BLAS (OpenBLAS/MKL, through
+with 2 threads on 2 busy cores).  The working-set solver therefore runs
+its many small steps on one thread, and only its batched correlation
+matmuls -- and only above ``PARALLEL_MIN_WORK`` multiply-adds -- with the
+caller's setting (torch's default, or what ``torch.set_num_threads``
+chose); the compiled kernel parallelises over samples on that many threads.  The scope also limits numpy's BLAS (OpenBLAS/MKL, through
 threadpoolctl, a scikit-learn dependency), whose own thread pool collapses
 the same way.  The scope is restored on exit, so the policy never leaks.
 """

@@ -94,9 +94,11 @@ class ActiveSetSolver(BaseSolver):
         within it, the subproblem blocks are gathered from the Gram matrix.
         ``0`` never forms it.  See :data:`GRAM_BUDGET_MB`.
     n_threads : int, default=None
-        torch threads inside a solve; ``None`` runs batches smaller than
-        ``2**27`` multiply-adds per matmul on one thread (fast on shared
-        cores) and larger ones with torch's current setting.
+        Threads inside a solve.  ``None``: the many small steps on one
+        thread (fast on shared cores), and the batched correlation matmuls
+        (or the compiled kernel's samples) of batches above ``2**27``
+        multiply-adds with torch's current setting; an int: that many
+        threads throughout.
     compiled : bool, default=True
         On the CPU, with the Gram matrix within budget and numba installed,
         solve each sample with the compiled kernel (same algorithm and
@@ -174,15 +176,19 @@ class ActiveSetSolver(BaseSolver):
 
         Ck, C64, gram, device = self._views(C, Z.dtype)
         n_threads = solve_threads(Z.shape[0], C.shape[0], C.shape[1], self.n_threads)
+        # the many small steps on one thread, only the batched correlation
+        # matmuls with n_threads: small ops in a thread team collapse on shared cores
+        small = 1 if self.n_threads is None else n_threads
         if device.type != "cpu":
-            n_threads = torch.get_num_threads()
-        with thread_scope(n_threads), torch.inference_mode():
+            n_threads = small = torch.get_num_threads()
+        with thread_scope(small), torch.inference_mode():
             Z64 = to_tensor(Z, device, torch.float64)
             half = to_tensor(np.broadcast_to(half, (Z.shape[0],)).copy(), device, torch.float64)
             return working_set_solve(
                 Ck, C64, Z64, half, out_dtype=getattr(torch, str(Z.dtype)), tol=self.tol,
                 max_rounds=int(self.max_iter), working_set=int(self.working_set),
                 max_add=int(self.max_add), support=support, gram=gram, sparse=sparse,
+                matmul_threads=n_threads,
             )
 
     def _solve_single(self, C, Z, l1, sparse):
