@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -95,10 +96,30 @@ def embed_images(estimator, images, encoder=None):
     if encoder is not None:
         return np.asarray(encoder.encode_images(images, batch_size=max(len(images), 1)))
     if getattr(estimator, "input", None) not in ("image", "auto"):
-        view = copy.copy(estimator)  # shares the fitted state and the loaded encoder
-        view.set_params(input="image")
-        estimator = view
+        estimator = _image_view(estimator)
     return np.asarray(estimator.embed(list(images)))
+
+
+_VIEWS = weakref.WeakKeyDictionary()
+
+
+def _image_view(estimator):
+    """A copy of a fitted estimator taking images, made once (it loads its encoder once)."""
+    try:
+        view = _VIEWS[estimator]
+    except (KeyError, TypeError):
+        view = None
+    if (view is not None and view.encoder is estimator.encoder
+            and view.device == estimator.device
+            and view.dictionary_ is estimator.dictionary_):
+        return view  # still the same model and fit
+    view = copy.copy(estimator)  # shares the fitted state
+    view.set_params(input="image")
+    try:
+        _VIEWS[estimator] = view
+    except TypeError:  # not weak-referenceable: no cache
+        pass
+    return view
 
 
 def decompose_image_files(estimator, paths, *, encoder=None,
