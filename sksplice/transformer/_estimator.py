@@ -407,9 +407,10 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
             The solver's per-sample diagnostics.
         """
         _check_fitted(self)
-        X_emb = check_embeddings(as_rows(X))
-        check_dimension(X_emb.shape[1], self.dictionary_.n_features, self._dictionary_source())
-        return self._decompose(X_emb)
+        if not _ready(X, self.dictionary_.n_features):
+            X = check_embeddings(as_rows(X))
+            check_dimension(X.shape[1], self.dictionary_.n_features, self._dictionary_source())
+        return self._decompose(X)
 
     def embed(self, X):
         """The embeddings of ``X`` as this transformer decomposes them.
@@ -558,13 +559,8 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
             rows = as_rows(X)
             kind = self.input if self.input != "auto" else guess_kind(rows)
         d = self.dictionary_.n_features
-        if (
-            type(X) is np.ndarray and X.ndim == 2 and X.dtype in (np.float32, np.float64)
-            and X.shape[1] == d
-            and X.shape[0] > 0 and not hasattr(self, "feature_names_in_")
-            and np.isfinite(X).all()
-        ):  # nothing check_array would change or refuse: validated once, here
-            return X
+        if _ready(X, d) and not hasattr(self, "feature_names_in_"):
+            return X  # nothing check_array would change or refuse: validated once, here
         if kind == "embedding":
             X_emb = check_embeddings(rows)
             check_dimension(X_emb.shape[1], d, self._dictionary_source())
@@ -589,3 +585,11 @@ def _check_fitted(est):
     """``check_is_fitted`` on the hot path: one attribute lookup when fitted."""
     if "dictionary_" not in est.__dict__:
         check_is_fitted(est, "dictionary_")
+
+
+def _ready(X, d):
+    """Whether ``X`` is already what validation would return (the batch-1 hot path)."""
+    return (
+        type(X) is np.ndarray and X.ndim == 2 and X.dtype in (np.float32, np.float64)
+        and X.shape[1] == d and X.shape[0] > 0 and bool(np.isfinite(X).all())
+    )
