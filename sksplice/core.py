@@ -18,6 +18,7 @@ and the reconstruction adds the mean back::
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = [
     "EPS", "center_embeddings", "degenerate_rows", "normalize_rows", "recompose",
@@ -131,6 +132,17 @@ def recompose(codes, dictionary, mean):
     X_hat : ndarray of shape (n_samples, n_features)
         Unit-norm reconstructed embeddings.
     """
+    # the result ignores a positive factor on each row of codes: divide each row
+    # by its largest weight first, so huge or tiny codes neither overflow nor underflow
+    if sp.issparse(codes):
+        peak = abs(codes).max(axis=1).toarray().ravel()
+        inv = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 1.0)
+        codes = sp.diags(inv.astype(codes.dtype, copy=False)) @ codes
+    else:
+        codes = np.asarray(codes)
+        peak = np.abs(codes).max(axis=1, keepdims=True) if codes.shape[1] else np.ones(
+            (len(codes), 1))
+        codes = codes / np.where(peak > 0, peak, 1.0)
     R = np.asarray(codes @ dictionary)
     R = normalize_rows(R, copy=False)
     if mean is not None:

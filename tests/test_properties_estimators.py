@@ -211,3 +211,16 @@ def test_load_5000_rows_over_2000_concepts_in_bounded_memory():
     dense = n * k * 4
     assert sp.issparse(W) and W.shape == (n, k)
     assert peak < dense / 4, f"peak {peak / 2**20:.1f} MiB vs dense {dense / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300, 30.0])
+def test_inverse_transform_ignores_the_scale_of_the_codes(scale):
+    X = np.random.default_rng(3).normal(size=(4, 6))
+    est = _st(image_mean=np.full(6, 0.1)).fit(X)
+    codes, _ = est.decompose(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        big = est.inverse_transform(codes * scale)
+        dense = est.inverse_transform(codes.toarray() * scale)
+    np.testing.assert_allclose(big, est.inverse_transform(codes), atol=1e-12)
+    np.testing.assert_allclose(dense, big, atol=1e-12)
