@@ -355,3 +355,16 @@ def test_convergence_warning_points_at_the_callers_line():
     with pytest.warns(ConvergenceWarning) as record:
         st.fit(X).transform(X)
     assert record[0].filename == __file__
+
+
+def test_refit_after_set_params_encoder_does_not_warn(encoder_spec, tiny_model, image_files):
+    """A refit encodes its mean with the new encoder: no stale mismatch warning."""
+    from sksplice import ModelMismatchWarning
+
+    paths, _ = image_files
+    st = _splice(encoder_spec, image_mean="fit").fit(paths)
+    st.set_params(encoder=Encoder.from_model(tiny_model, name="other", device="cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        st.fit(paths)
+        st.transform(paths)

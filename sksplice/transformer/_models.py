@@ -78,14 +78,16 @@ class ModelsMixin:
             self._encoder_spec = (self.encoder, self.device)
         return enc
 
-    def _encode(self, rows, kind):
+    def _encode(self, rows, kind, source=None):
         """Encode image or text rows (one encoder call per batch); checks the row count."""
         if isinstance(rows, np.ndarray) and kind == "image" and rows.ndim == 3:
             rows = rows[None]  # one uint8 image
         if len(rows) == 0:
             raise ValueError(f"X is empty: pass at least one {kind}.")
         enc = self._get_encoder()
-        self._warn_model_mismatch(enc)
+        # in fit, compare with what this fit resolved (``source``), not a previous fit
+        self._warn_model_mismatch(enc, source if source is not None else getattr(
+            self, "_model_source", None))
         progress = bool(self.verbose)
         if kind == "image":
             emb = enc.encode_images(rows, batch_size=min(self.batch_size, 256),
@@ -102,8 +104,8 @@ class ModelsMixin:
             )
         return emb
 
-    def _warn_model_mismatch(self, enc):
-        source = getattr(self, "_model_source", None)
+    def _warn_model_mismatch(self, enc, source):
+        """Warn when ``enc`` is not ``source``, the model the dictionary or mean came from."""
         identity = getattr(enc, "identity", None)
         if source and identity and source != identity:
             warnings.warn(
@@ -171,9 +173,8 @@ class ModelsMixin:
                 enc = self._get_encoder()
                 ref = get_reference_mean(enc, cache_dir=self.cache_dir)
                 if ref is not None and np.size(ref) == d:
-                    if kind == "image" and source and enc.identity and source != enc.identity:
-                        self._model_source = source
-                        self._warn_model_mismatch(enc)
+                    if kind == "image":
+                        self._warn_model_mismatch(enc, source)
                     return check_mean(ref, d), X_emb, source or enc.identity
         if X is None:
             raise ValueError(
@@ -192,6 +193,7 @@ class ModelsMixin:
                 stacklevel=user_stacklevel(),
             )
         if X_emb is None:
-            X_emb = check_array(self._encode(rows, kind), dtype=[np.float64, np.float32])
+            X_emb = check_array(self._encode(rows, kind, source or ""),
+                                dtype=[np.float64, np.float32])
             check_dimension(X_emb.shape[1], d, self._dictionary_source())
         return center_embeddings(X_emb.astype(np.float64), None).mean(axis=0), X_emb, source
