@@ -21,6 +21,9 @@ _KERNEL = []
 #: Batches below this many samples run the serial kernel: a sample takes
 #: 0.1-1 ms, comparable with waking numba's thread team.
 _PARALLEL_MIN_SAMPLES = 8
+#: Samples per dynamically scheduled chunk of the parallel kernel (a chunk
+#: is 1-10 ms of work: small enough to balance, large enough to amortise).
+_CHUNK = 8
 
 
 def available():
@@ -312,10 +315,15 @@ def solve_gram_batch(gram, Cz, zz, half, *, tol, max_rounds, working_set, max_ad
 
     if not _KERNEL:
         _KERNEL.extend(_build())
+    import numba
+
     kernel = _KERNEL[0] if Cz.shape[0] >= _PARALLEL_MIN_SAMPLES else _KERNEL[1]
-    S, x, counts, rounds, objective, gap, converged, ok = kernel(
-        gram, np.ascontiguousarray(Cz), zz, half, float(tol), int(max_rounds),
-        int(working_set), int(max_add), int(d), int(BPP_FULL))
+    # dynamic scheduling in small chunks: on shared cores a thread slowed by
+    # another process takes fewer chunks instead of holding the team back
+    with numba.parallel_chunksize(_CHUNK):
+        S, x, counts, rounds, objective, gap, converged, ok = kernel(
+            gram, np.ascontiguousarray(Cz), zz, half, float(tol), int(max_rounds),
+            int(working_set), int(max_add), int(d), int(BPP_FULL))
     ok &= counts >= 0
     return {"S": S, "x": x, "counts": counts, "rounds": rounds, "objective": objective,
             "gap": gap, "converged": converged, "ok": ok}
