@@ -276,18 +276,21 @@ def _kill_loop(script, args, n_kills, rng, times, after_each=None):
 
 @pytest.mark.slow
 def test_killed_decompositions_resume_to_the_same_result(setup, tmp_path):
+    """Episodes on fresh folders: up to 4 runs killed at random moments, then one to the end."""
     root, _, reference = setup
     times = _timed_run(CHILD, root, tmp_path / "timing")
     rng = np.random.default_rng(7)
-    out = tmp_path / "killed"
-    n = 40 if LONG else 4
-    kills = _kill_loop(CHILD, (root, out), n, rng, times)
-    seen = _state(out)
-    assert seen is None or same_decomposition(seen, _state(reference))
-    _timed_run(CHILD, root, out)
-    _check_final(out, reference)
-    print(f"\n[fault injection] decompose_to_shards: {n} runs started, {kills} killed "
-          "(SIGKILL), 0 rows lost")
+    n_episodes = 10 if LONG else 1
+    kills = 0
+    for episode in range(n_episodes):
+        out = tmp_path / f"killed-{episode}"
+        kills += _kill_loop(CHILD, (root, out), 4, rng, (times[0] * 0.8, None))
+        seen = _state(out)
+        assert seen is None or same_decomposition(seen, _state(reference))
+        _timed_run(CHILD, root, out)
+        _check_final(out, reference)
+    print(f"\n[fault injection] decompose_to_shards: {n_episodes} folders, {4 * n_episodes} "
+          f"runs started, {kills} killed (SIGKILL) before they finished, 0 rows lost")
 
 
 @pytest.mark.slow
