@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _shard_helpers import image_tree, same_decomposition, toy_estimator, write_png
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from _shard_helpers import image_tree, same_decomposition, toy_estimator, write_png
 
 LONG = os.environ.get("SKSPLICE_LONG_TESTS") == "1"
 TREES = 200 if LONG else 12
@@ -128,7 +127,11 @@ def _expected(root):
        shard_size=st.integers(1, 4))
 def test_random_trees_are_listed_once_and_fully_accounted_for(est, folder_paths, file_specs,
                                                                link_specs, shard_size):
-    from sksplice.shards import decompose_to_shards, list_image_files, load_decomposition
+    from sksplice.shards import (
+        decompose_to_shards,
+        list_image_files,
+        load_decomposition,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"
