@@ -261,3 +261,20 @@ def test_gpu_matches_cpu(name):
     cpu = _solver(name, tol=1e-9).solve(C, Z, 0.25)
     gpu = _solver(name, tol=1e-9, device="cuda").solve(C, Z, 0.25)
     np.testing.assert_allclose(gpu.objective, cpu.objective, rtol=1e-6)
+
+
+def test_auto_device_falls_back_to_a_device_the_solver_runs_on(monkeypatch):
+    """On a GPU machine, device="auto" with a CPU-only solver is the CPU, not an error."""
+    import torch
+
+    from sksplice.solvers import _registry
+
+    real = _registry.resolve_device
+    monkeypatch.setattr(
+        _registry, "resolve_device",
+        lambda d: torch.device("cuda") if str(d) in ("auto", "cuda") else real(d),
+    )
+    solver = _registry.get_solver("sklearn", device="auto")
+    assert str(solver.device) == "cpu"
+    with pytest.raises(ValueError, match="runs on cpu"):
+        _registry.get_solver("sklearn", device="cuda")

@@ -109,6 +109,9 @@ def get_solver(name, *, tol=_defaults.TOL, max_iter=None, device="auto",
             f"unknown solver {name!r}; choose one of {list_solvers()}.{suggest(name, SOLVERS)}"
         )
     entry = SOLVERS[name]
+    if str(device) == "auto" and resolved.type not in entry["devices"]:
+        # "auto" means the best device this solver runs on, not an error on a GPU machine
+        device, resolved = "cpu", resolve_device("cpu")
     if resolved.type not in entry["devices"]:
         raise ValueError(
             f"solver {name!r} runs on {' or '.join(entry['devices'])}, not on device "
@@ -116,7 +119,7 @@ def get_solver(name, *, tol=_defaults.TOL, max_iter=None, device="auto",
             f"{[n for n, e in SOLVERS.items() if resolved.type in e['devices']]}."
         )
     cls = entry["class"]
-    kwargs = dict(tol=tol, device=device, batch_size=batch_size, **options)
+    kwargs = dict(tol=tol, device=str(resolved), batch_size=batch_size, **options)
     if max_iter is not None:
         kwargs["max_iter"] = max_iter
     if name == "sklearn":

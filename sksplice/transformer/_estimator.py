@@ -332,11 +332,12 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         Returns
         -------
         solver : BaseSolver
-            What :meth:`fit` stores in ``solver_``, on the resolved device.
+            What :meth:`fit` stores in ``solver_``; ``device="auto"`` resolves
+            to the best device the solver runs on, where this is called.
         """
         return get_solver(
             self.solver, tol=self.tol, max_iter=self.max_iter,
-            device=str(resolve_device(self.device)), batch_size=self.batch_size,
+            device=str(self.device), batch_size=self.batch_size,
             n_jobs=self.n_jobs,
         )
 
