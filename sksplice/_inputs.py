@@ -82,6 +82,22 @@ def _column_values(col, library):
     return col.to_list()
 
 
+def _numeric_frame(X, library):
+    """A DataFrame of several columns as a numeric (n, n_columns) array, or a clear error."""
+    if library == "pandas":
+        numeric = all(dtype.kind in "biuf" for dtype in X.dtypes)
+    else:
+        numeric = all(dtype.is_numeric() for dtype in X.dtypes)
+    if not numeric:
+        raise ValueError(
+            f"X is a DataFrame of {X.shape[1]} columns, not all numeric: pass one column of "
+            "paths, texts or per-row embeddings (e.g. df['image']), a frame of numeric "
+            "embedding columns, or use a ColumnTransformer to give SpliceTransformer one "
+            "column of a wider table."
+        )
+    return X.to_numpy()
+
+
 def _library(X):
     module = type(X).__module__.split(".")[0]
     if module == "pandas":
@@ -114,7 +130,7 @@ def as_rows(X):
         if hasattr(X, "columns"):
             col = _frame_column(X, library)
             if col is None:  # several columns: numeric embeddings, one per column
-                return X.to_numpy()
+                return _numeric_frame(X, library)
         else:
             col = X
         values = _column_values(col, library)

@@ -267,3 +267,17 @@ def test_column_transformer_with_paths_numbers_and_categories(encoder_spec, imag
     Xt = Xt.toarray() if sp.issparse(Xt) else Xt
     np.testing.assert_allclose(Xt[:, : len(VOCAB)],
                                direct.transform(enc.encode_images(paths)).toarray(), atol=1e-4)
+
+
+@pytest.mark.parametrize("library", ["pandas", "polars"])
+def test_a_frame_of_several_non_numeric_columns_is_refused_by_name(library):
+    lib = pytest.importorskip(library)
+    from sksplice._inputs import as_rows
+
+    rows = [np.arange(3.0), np.arange(3.0)]
+    cells = rows if library == "pandas" else [r.tolist() for r in rows]
+    frame = lib.DataFrame({"a": cells, "b": cells})
+    with pytest.raises(ValueError, match="ColumnTransformer"):
+        as_rows(frame)
+    numeric = lib.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    assert as_rows(numeric).shape == (2, 2)
