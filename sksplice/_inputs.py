@@ -15,6 +15,7 @@ import os
 import numpy as np
 from sklearn.utils.validation import check_array
 
+from ._dask import is_dask_collection
 from ._defaults import IMAGE_EXTENSIONS
 
 __all__ = [
@@ -30,11 +31,6 @@ __all__ = [
 ]
 
 INPUT_KINDS = ("auto", "embedding", "image", "text")
-
-
-def is_dask_collection(X):
-    """Whether ``X`` comes from Dask (checked by module name; Dask is not imported)."""
-    return type(X).__module__.split(".")[0] == "dask"
 
 
 def looks_like_image_path(s):
