@@ -200,9 +200,11 @@ def build_dictionary(encoder, vocabulary=VOCABULARY, *, vocabulary_size=None,
     enc = get_encoder(encoder, offline=offline)
     concepts = load_vocabulary(vocabulary, vocabulary_size, clean=clean, cache_dir=cache_dir,
                                offline=offline)
-    identity = enc.identity if cache else None
+    # the model the concepts came from: recorded even when the cache is off, so a
+    # later encoder can be compared with it (a model without an identity has none)
+    identity = enc.identity
     metadata = {
-        "encoder": identity or repr(enc),
+        "encoder": identity,
         "vocabulary": vocabulary if isinstance(vocabulary, str) else (
             os.fspath(vocabulary) if isinstance(vocabulary, os.PathLike) else "<list>"),
         "vocabulary_size": len(concepts),
@@ -211,7 +213,7 @@ def build_dictionary(encoder, vocabulary=VOCABULARY, *, vocabulary_size=None,
         "cache_file": None,
     }
     path = None
-    if identity is not None:
+    if cache and identity is not None:
         key = dictionary_cache_key(identity, concepts, prompt_template, enc.precision)
         path = get_cache_dir(cache_dir) / "dictionaries" / f"{key[:40]}.npz"
         metadata["cache_file"] = str(path)

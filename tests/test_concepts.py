@@ -39,6 +39,21 @@ def test_dictionary_is_the_paper_recipe(encoder):
     assert cd.metadata["cache_hit"] is False
 
 
+def test_uncached_build_still_records_the_model(encoder, offline_sandbox):
+    """cache=False must not record a repr: the model check compares identities."""
+    import warnings
+
+    from sksplice import SpliceTransformer
+    from sksplice.exceptions import ModelMismatchWarning
+
+    cd = build_dictionary(encoder, VOCAB, cache=False)
+    assert cd.metadata["encoder"] == encoder.identity and not _entries(offline_sandbox)
+    st = SpliceTransformer(dictionary=cd, encoder=encoder, input="text", image_mean=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        st.fit(["a red car"]).transform(["a blue sky"])
+
+
 def test_second_build_hits_the_cache(encoder, offline_sandbox, monkeypatch):
     calls = count_calls(monkeypatch, Encoder, "encode_texts")
     first = build_dictionary(encoder, VOCAB)
