@@ -20,12 +20,10 @@ from scipy import stats
 
 from .._utils import suggest
 from ._common import (
-    NOTHING,
     as_label_array,
-    check_codes,
     check_distinct,
     check_k,
-    check_labels,
+    check_labelled_codes,
     equal_mask,
     find_class,
     import_pandas,
@@ -302,10 +300,7 @@ def concept_association(codes, concept_names, labels, *, groups=None, test="perm
     >>> [(r["concept"], r["group"], r["significant"]) for r in res.top(3)]
     [('sky', 'outdoor', True)]
     """
-    W, names = check_codes(codes, concept_names)
-    y = check_labels(labels, W.shape[0])
-    if W.nnz == 0:
-        raise ValueError(NOTHING)
+    W, names, y = check_labelled_codes(codes, concept_names, labels)
     correction = _check_options(test, alternative, correction, alpha)
     min_count = check_k(min_count, "min_count")
     if test == "permutation":

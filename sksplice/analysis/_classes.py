@@ -9,12 +9,10 @@ import scipy.sparse as sp
 
 from .._utils import suggest
 from ._common import (
-    NOTHING,
     as_label_array,
-    check_codes,
     check_distinct,
     check_k,
-    check_labels,
+    check_labelled_codes,
     equal_mask,
     find_class,
     import_pandas,
@@ -253,10 +251,7 @@ def class_concepts(codes, concept_names, labels, *, classes=None):
     {'concept': 'sea', 'mean_weight': 0.5, 'frequency': 1.0}
     {'concept': 'sky', 'mean_weight': 0.05, 'frequency': 0.5}
     """
-    W, names = check_codes(codes, concept_names)
-    y = check_labels(labels, W.shape[0])
-    if W.nnz == 0:
-        raise ValueError(NOTHING)
+    W, names, y = check_labelled_codes(codes, concept_names, labels)
     present = unique_labels(y)
     if classes is None:
         classes = present

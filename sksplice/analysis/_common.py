@@ -63,6 +63,15 @@ def check_codes(codes, concept_names):
     return W, names
 
 
+def check_labelled_codes(codes, concept_names, labels):
+    """:func:`check_codes` and :func:`check_labels`; ValueError when every code is zero."""
+    W, names = check_codes(codes, concept_names)
+    y = check_labels(labels, W.shape[0])
+    if W.nnz == 0:
+        raise ValueError(NOTHING)
+    return W, names, y
+
+
 def _dense_codes(codes):
     try:
         W = np.asarray(codes, dtype=np.float64)
