@@ -89,18 +89,9 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
 
     def _get_encoder(self):
         """The encoder, reloaded when ``set_params`` changed ``encoder`` or ``device``."""
-        enc = getattr(self, "_encoder_obj", None)
-        spec = getattr(self, "_encoder_spec", None)
-        stale = enc is None or spec is None or spec[1] != self.device or (
-            spec[0] is not self.encoder and spec[0] != self.encoder
-        )
-        if stale:
-            from .encoders import get_encoder
+        from .encoders._factory import estimator_encoder
 
-            enc = get_encoder(self.encoder, device=self.device)
-            self._encoder_obj = enc
-            self._encoder_spec = (self.encoder, self.device)
-        return enc
+        return estimator_encoder(self)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):

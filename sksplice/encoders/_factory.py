@@ -115,3 +115,23 @@ def get_encoder(encoder=DEFAULT_ENCODER, *, device="auto", cache_dir=None, offli
         )
     return Encoder(model_name, pretrained, device=device, cache_dir=cache_dir, offline=offline,
                    precision=precision)
+
+
+def estimator_encoder(owner):
+    """``owner``'s encoder, resolved once per ``(owner.encoder, owner.device)``.
+
+    Cached on ``owner`` as ``_encoder_obj``/``_encoder_spec`` and resolved
+    again when ``set_params`` has changed the encoder or the device since
+    (weights load lazily).
+    """
+    enc = getattr(owner, "_encoder_obj", None)
+    spec = getattr(owner, "_encoder_spec", None)
+    stale = enc is None or spec is None or spec[1] != owner.device or (
+        spec[0] is not owner.encoder and spec[0] != owner.encoder
+    )
+    if stale:
+        # model weights live in open_clip's cache; ``cache_dir`` holds sksplice's data
+        enc = get_encoder(owner.encoder, device=owner.device)
+        owner._encoder_obj = enc
+        owner._encoder_spec = (owner.encoder, owner.device)
+    return enc

@@ -63,20 +63,9 @@ class ModelsMixin:
 
     def _get_encoder(self):
         """The CLIP encoder, resolved once per (encoder, device) (weights load lazily)."""
-        enc = getattr(self, "_encoder_obj", None)
-        spec = getattr(self, "_encoder_spec", None)
-        # set_params may have changed the encoder or the device since it was loaded
-        stale = enc is None or spec is None or spec[1] != self.device or (
-            spec[0] is not self.encoder and spec[0] != self.encoder
-        )
-        if stale:
-            from ..encoders import get_encoder
+        from ..encoders._factory import estimator_encoder
 
-            # model weights live in open_clip's cache; ``cache_dir`` holds sksplice's data
-            enc = get_encoder(self.encoder, device=self.device)
-            self._encoder_obj = enc
-            self._encoder_spec = (self.encoder, self.device)
-        return enc
+        return estimator_encoder(self)
 
     def _encode(self, rows, kind, source=None):
         """Encode image or text rows (one encoder call per batch); checks the row count."""
