@@ -314,8 +314,5 @@ class ActiveSetSolver(BaseSolver):
             support = to_tensor(np.asarray(support, dtype=bool),
                                 self._prepared(C, np.float64)[1])
         out = self._run(C, Z, l1 / 2.0, support=support)
-        return SolverResult(
-            codes=to_numpy(out["codes"]), n_iter=to_numpy(out["rounds"]).astype(np.int64),
-            objective=to_numpy(out["objective"]), gap=to_numpy(out["gap"]),
-            converged=to_numpy(out["converged"]).astype(bool), solver=self.name,
-        )
+        return torch_result(self.name, out["codes"], out["rounds"], out["objective"], out["gap"],
+                            out["converged"])
