@@ -307,6 +307,11 @@ class SPLICE:
     def _out(self, a):
         return _torch().tensor(np.asarray(a, dtype=np.float32))
 
+    def _recompose(self, weights, mean):
+        """``normalize(normalize(w @ C) + mean)`` of torch or numpy weights, as a tensor."""
+        return self._out(recompose(_as_numpy(weights), self.concept_dictionary.embeddings,
+                                   mean))
+
     # -------------------------------------------------------- the reference API
     def decompose(self, embedding):
         """Weights of centred embeddings (the reference's ``decompose``: no centring here).
@@ -337,8 +342,7 @@ class SPLICE:
         recon_image : torch.Tensor of shape (n, d)
             Unit-norm reconstructions.
         """
-        return self._out(recompose(_as_numpy(weights), self.concept_dictionary.embeddings,
-                                   self._mean))
+        return self._recompose(weights, self._mean)
 
     def recompose_text(self, weights):
         """Dense text reconstructions ``normalize(normalize(w @ C) + text_mean)``.
@@ -353,8 +357,7 @@ class SPLICE:
         recon_text : torch.Tensor of shape (n, d)
             Unit-norm reconstructions.
         """
-        return self._out(recompose(_as_numpy(weights), self.concept_dictionary.embeddings,
-                                   self._text_mean))
+        return self._recompose(weights, self._text_mean)
 
     def encode_image(self, image):
         """Decompose images: reconstructions, or weights with ``return_weights``.
