@@ -54,6 +54,17 @@ def _plain_log(axis, locate=True):
     axis.set_minor_formatter(NullFormatter())
 
 
+def _by_label(by):
+    """The axis label of a ``by`` ranking key."""
+    return "mean weight" if by == "mean_weight" else "fraction of samples using it"
+
+
+def _name_bars(ax, y, names):
+    """Concept names on the horizontal bars at ``y``, the first at the top."""
+    ax.set_yticks(y, labels=names)
+    ax.invert_yaxis()
+
+
 def _new_axes(ax, figsize, ncols=1):
     plt = _import_pyplot()
     if ax is not None:
@@ -136,7 +147,7 @@ def plot_top_concepts(source, label=None, *, top_k=10, by="mean_weight", ax=None
             )
         names = [t["concept"] for t in top]
         values = [t[by] for t in top]
-        xlabel = "mean weight" if by == "mean_weight" else "fraction of samples using it"
+        xlabel = _by_label(by)
         n = int(source.n_samples[source.index(label)])
         default_title = f"{label} (n = {n}): top concepts"
     else:
@@ -148,8 +159,7 @@ def plot_top_concepts(source, label=None, *, top_k=10, by="mean_weight", ax=None
     fig, ax = _new_axes(ax, (6, 0.35 * len(names) + 1.2))
     y = np.arange(len(names))
     ax.barh(y, values, color=color)
-    ax.set_yticks(y, labels=names)
-    ax.invert_yaxis()
+    _name_bars(ax, y, names)
     ax.set_xlabel(xlabel)
     ax.set_title(title if title is not None else default_title)
     return fig
@@ -232,9 +242,8 @@ def plot_group_comparison(distribution, group_a, group_b, *, top_k=8, by="mean_w
     nb = int(distribution.n_samples[ib])
     ax.barh(y - h / 2, va, height=h, color=colors[0], label=f"{group_a} (n = {na})")
     ax.barh(y + h / 2, vb, height=h, color=colors[1], label=f"{group_b} (n = {nb})")
-    ax.set_yticks(y, labels=names)
-    ax.invert_yaxis()
-    ax.set_xlabel("mean weight" if by == "mean_weight" else "fraction of samples using it")
+    _name_bars(ax, y, names)
+    ax.set_xlabel(_by_label(by))
     ax.legend(loc="best", fontsize="small")
     ax.set_title(title if title is not None else f"{group_a} vs {group_b}")
     return fig
@@ -397,8 +406,7 @@ def plot_probe_concepts(table, label=None, *, top_k=8, ncols=3, title=None):
         y = np.arange(len(rows))
         values = rows["contribution"].to_numpy(dtype=float)
         ax.barh(y, values, color=np.where(values >= 0, "C0", "C3"))
-        ax.set_yticks(y, labels=[str(n) for n in rows["concept"]])
-        ax.invert_yaxis()
+        _name_bars(ax, y, [str(n) for n in rows["concept"]])
         ax.axvline(0, color="0.3", lw=0.8)
         ax.set_title(str(c))
         ax.set_xlabel("contribution (coef x mean code)")
