@@ -58,10 +58,7 @@ def _bag_partition_task(part, index, out, estimator, class_index, root, batch_si
                         n_concepts, digest):
     images, labels = [], []
     for item in part:
-        if isinstance(item, (tuple, list)) and len(item) == 2:
-            path, label = item
-        else:
-            path, label = item, None
+        path, label = _split_item(item)
         images.append(str(path))
         labels.append(-1 if label in (None, "") else class_index[str(label)])
     entry = {"file": shard_file(index), "images": images, "labels": labels}
@@ -70,10 +67,17 @@ def _bag_partition_task(part, index, out, estimator, class_index, root, batch_si
     return entry, res
 
 
-def _bag_label(item):
+def _split_item(item):
+    """``(path, label)`` of a bag item: a path, or a ``(path, label)`` pair."""
     if isinstance(item, (tuple, list)) and len(item) == 2:
-        return "" if item[1] is None else str(item[1])
-    return ""
+        path, label = item
+        return path, label
+    return item, None
+
+
+def _bag_label(item):
+    label = _split_item(item)[1]
+    return "" if label is None else str(label)
 
 
 def decompose_bag_to_shards(bag, out, estimator, *, config, classes, root, batch_size, strict):
