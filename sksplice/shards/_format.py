@@ -209,7 +209,8 @@ def read_shard(path):
         or foreign).
     """
     try:
-        with np.load(path, allow_pickle=False) as z:
+        # the file is opened here: np.load leaks its own handle when a damaged zip fails
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             missing = [k for k in ("data", "indices", "indptr", "shape", *_SHARD_KEYS)
                        if k not in z.files]
             if missing:
