@@ -61,11 +61,8 @@ def test_second_build_hits_the_cache(encoder, offline_sandbox, monkeypatch):
     assert len(_entries(offline_sandbox)) == 1
     # a fresh encoder object for the same checkpoint: same identity, cache hit, no encoding
     again = get_encoder((TINY, encoder.checkpoint), device="cpu")
-    start = time.perf_counter()
     second = build_dictionary(again, VOCAB)
-    elapsed = time.perf_counter() - start
-    assert calls == [len(VOCAB)]
-    assert elapsed < 1.0
+    assert calls == [len(VOCAB)]  # nothing encoded again (its timing: benchmarks/bench_dictionary.py)
     assert second.metadata["cache_hit"] is True
     assert second == first
     np.testing.assert_array_equal(second.text_mean, first.text_mean)

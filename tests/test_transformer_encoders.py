@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 import warnings
 
 import numpy as np
@@ -68,10 +67,8 @@ def test_paper_default_pipeline_offline(data_server, splice_data_dir, offline_sa
 
     X = rng.normal(size=(3, 512))
     st = SpliceTransformer(l1=0.25, device="cpu", max_iter=200)
-    start = time.perf_counter()
     W = st.fit(X).transform(X)
-    assert time.perf_counter() - start < 30
-    assert st.dictionary_.metadata["cache_hit"] is True
+    assert st.dictionary_.metadata["cache_hit"] is True  # nothing encoded
     assert st.get_feature_names_out().tolist() == concepts
     ref_mean = torch.load(splice_data_dir / "open_clip_ViT-B-32_image.pt", map_location="cpu")
     np.testing.assert_array_equal(st.image_mean_, ref_mean.numpy().astype(np.float64))
@@ -209,9 +206,8 @@ def test_second_fit_and_grid_search_encode_the_vocabulary_once(encoder_spec, mon
     st = _splice(encoder_spec, image_mean=None)
     st.fit(X)
     assert calls == [len(VOCAB)]
-    start = time.perf_counter()
     _splice(encoder_spec, image_mean=None).fit(X)
-    assert time.perf_counter() - start < 1.0
+    assert calls == [len(VOCAB)]  # the second fit reads the cache
     pipe = make_pipeline(_splice(encoder_spec, image_mean=None), LogisticRegression())
     GridSearchCV(pipe, {"splicetransformer__l1": [0.01, 0.05, 0.2]}, cv=3).fit(X, y)
     assert calls == [len(VOCAB)]  # 10 more fits, all cache hits
