@@ -144,7 +144,8 @@ def main(argv=None):
         ("exact truncation (sorted, per-batch length)", len(subset), t_trunc),
     ]
     results = {"label": label, "model": args.model, "weights": "random (pretrained=None)",
-               "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+               "threads": torch.get_num_threads(),
+               "cpu": platform.processor() or platform.machine(),
                "token_lengths": {"min": min(lengths), "max": max(lengths),
                                  "mean": float(np.mean(lengths))},
                "full_s": t_full, "truncated_s": t_trunc, "n": len(subset),

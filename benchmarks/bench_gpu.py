@@ -9,7 +9,7 @@ Usage (on the GPU machine; under 5 minutes on one H100)::
 Problem: ``min_{w >= 0} ||z - C^T w||^2 + l1 sum(w)``, ``l1 = 0.25``, a
 synthetic CLIP-like dictionary (``_problems.py``) of 10,000 concepts (and
 37,445, the full LAION vocabulary size, for memory), ``d = 512``, one batch
-of 1,024 inputs.  Targets of issue 5: at least 100x the reference-style
+of 1,024 inputs.  Targets: at least 100x the reference-style
 ADMM (``n_concepts x n_concepts`` Cholesky, ``rho = 5``, random init, its
 residual stopping rule) at equal or better objective, and within 10x of the
 single matmul ``Z @ C.T`` of the batch (the "x matmul" column: time / matmul
@@ -45,9 +45,8 @@ class _Memory:
         self.cuda = str(device).startswith("cuda")
 
     def __enter__(self):
-        import torch
-
         import _methods as M
+        import torch
 
         if self.cuda:
             torch.cuda.synchronize()
@@ -60,9 +59,8 @@ class _Memory:
         return self
 
     def __exit__(self, *exc):
-        import torch
-
         import _methods as M
+        import torch
 
         if self.cuda:
             torch.cuda.synchronize()
@@ -74,7 +72,6 @@ class _Memory:
 
 def _time_matmul(Z, C, device, dtype, repeats):
     import torch
-
     from _methods import sync
 
     Zt = torch.as_tensor(Z, device=device, dtype=getattr(torch, dtype))
@@ -93,8 +90,8 @@ def _time_matmul(Z, C, device, dtype, repeats):
 def _core_active_set(C, Z, device, repeats, **kw):
     """The working-set solver on device tensors (no host copies), best of ``repeats``."""
     import torch
-
     from _methods import sync
+
     from sksplice.solvers._kernels import working_set_solve
 
     C64 = torch.as_tensor(C, device=device, dtype=torch.float64)
@@ -125,10 +122,10 @@ def main(argv=None):
                     help="seconds for the reference-style ADMM (default 60; smoke 5)")
     args = ap.parse_args(argv)
 
-    import torch
-
     import _methods as M
+    import torch
     from _problems import clip_like_dictionary, image_like_inputs
+
     from sksplice.solvers import objective_and_gap
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -162,7 +159,7 @@ def main(argv=None):
         try:
             with _Memory(dev) as mem:
                 codes, seconds, info = fn()
-        except Exception as exc:  # keep the suite going; report the failure
+        except Exception as exc:  # noqa: BLE001 - keep the suite going; report the failure
             print(f"  ! {label} failed: {type(exc).__name__}: {exc}", flush=True)
             rows.append(dict(label=label, device=str(dev), dtype=dtype, error=repr(exc)))
             return None
@@ -222,7 +219,7 @@ def main(argv=None):
             _, g = objective_and_gap(C, Zs[:nb], codes, L1)
             sweep.append(dict(batch=nb, matmul_s=t_mm, seconds=seconds, peak_mb=mem.peak_mb,
                               gap=float(g.max())))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - report and go on
             print(f"  ! failed: {type(exc).__name__}: {exc}", flush=True)
             sweep.append(dict(batch=nb, error=repr(exc)))
         if str(device).startswith("cuda"):
@@ -246,7 +243,7 @@ def main(argv=None):
             big_rows.append(dict(label=label, seconds=seconds, peak_mb=mem.peak_mb,
                                  gap=float(gap.max()),
                                  n_iter=int(np.max(it)) if it is not None else None))
-        except Exception as exc:  # e.g. out of memory
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory
             print(f"  ! failed: {type(exc).__name__}: {exc}", flush=True)
             big_rows.append(dict(label=label, error=repr(exc)))
         if str(device).startswith("cuda"):

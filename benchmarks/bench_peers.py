@@ -204,7 +204,7 @@ def gap_vs_time(C, Z, l1, out_png, n=64):
     floor = 1e3 * interleaved({"m": M.matmul_floor(C)}, Zb, n, 3)[0]["m"]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for label, pts in curves.items():
-        xs, ys = zip(*pts)
+        xs, ys = zip(*pts, strict=False)
         ax.plot(xs, [max(y, 1e-17) for y in ys], "o-", label=label)
     ax.axvline(floor, color="k", lw=0.8, ls=":", label="one float32 Z @ C.T")
     ax.axhline(1e-6, color="grey", lw=0.8, ls="--")

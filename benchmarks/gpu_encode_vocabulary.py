@@ -106,8 +106,8 @@ def main(argv=None):
 
     print(f"device: {device_name} | {args.model} ({args.pretrained}) | precision "
           f"{enc.precision} | truncation {'on' if enc.truncates_text else 'off'}")
-    print(f"| concepts | load (s) | encode (s) | concepts/s | ms/concept |")
-    print(f"|---------:|---------:|-----------:|-----------:|-----------:|")
+    print("| concepts | load (s) | encode (s) | concepts/s | ms/concept |")
+    print("|---------:|---------:|-----------:|-----------:|-----------:|")
     print(f"| {len(vocab):>8} | {t_load:>8.2f} | {t_enc:>10.2f} | {len(vocab) / t_enc:>10.1f} | "
           f"{1000 * t_enc / len(vocab):>10.3f} |")
     if n_check:

@@ -86,7 +86,7 @@ for name in names:
 by = frame.groupby(["technique", "polymer"])[names].mean().unstack("polymer")
 fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), sharey=True,
                          layout="constrained")
-for ax, name in zip(axes, names):
+for ax, name in zip(axes, names, strict=False):
     by[name].plot.barh(ax=ax, legend=ax is axes[-1])
     ax.set_title(name)
     ax.set_xlabel("fraction of images")

@@ -187,7 +187,7 @@ def same_rows(a, b):
         )
     if len(a) != len(b):
         return False
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x is y:
             continue
         if (
@@ -303,7 +303,7 @@ def check_embeddings(X):
         float32 stays float32; everything else is float64.
     """
     dtype = getattr(X, "dtype", None)
-    if dtype is not None and dtype.kind in "USO" and dtype != object:
+    if dtype is not None and dtype.kind in "US":
         raise ValueError(
             f"X holds {dtype} data, not numeric embeddings; for texts pass input='text', "
             "for images a list of image paths (or input='image')."

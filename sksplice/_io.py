@@ -41,7 +41,8 @@ def _open_temporary(folder, name):
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:  # pragma: no cover - 64 random bits
             continue
-    raise FileExistsError(f"could not create a temporary file in {str(folder)!r}")  # pragma: no cover
+    raise FileExistsError(  # pragma: no cover
+        f"could not create a temporary file in {str(folder)!r}")
 
 
 def atomic_write(path, write):

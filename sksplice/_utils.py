@@ -37,7 +37,7 @@ def resolve_device(device):
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - as every bad value
             f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
         )
     if device == "auto":

@@ -255,7 +255,9 @@ class SPLICE:
         self.transformer = self._fitted(mean)
         self._raw = self._fitted(None)
         self._text = self._fitted(tmean)
-        as_t = lambda a: torch.tensor(np.asarray(a, dtype=np.float32))
+        def as_t(a):
+            return torch.tensor(np.asarray(a, dtype=np.float32))
+
         self.image_mean = as_t(mean)
         self.text_mean = as_t(tmean)
         self.dictionary = as_t(dictionary.embeddings)

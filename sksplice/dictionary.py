@@ -181,7 +181,7 @@ class ConceptDictionary:
 
 def _check_names(names):
     if isinstance(names, str):
-        raise ValueError("names must be a sequence of concept names, not one string.")
+        raise ValueError("names must be a sequence of concept names, not one string.")  # noqa: TRY004 - as every bad value
     try:
         names = [n for n in names]
     except TypeError:

@@ -151,7 +151,7 @@ def plot_top_concepts(source, label=None, *, top_k=10, by="mean_weight", ax=None
         n = int(source.n_samples[source.index(label)])
         default_title = f"{label} (n = {n}): top concepts"
     else:
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - as every bad value
             f"plot_top_concepts takes an Explanation or ClassConcepts; got "
             f"{type(source).__name__}. Build one with sksplice.analysis.explain or "
             "class_concepts."
@@ -209,7 +209,7 @@ def plot_group_comparison(distribution, group_a, group_b, *, top_k=8, by="mean_w
     from .analysis import ClassConcepts
 
     if not isinstance(distribution, ClassConcepts):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - as every bad value
             f"plot_group_comparison takes ClassConcepts (from class_concepts); got "
             f"{type(distribution).__name__}."
         )
@@ -285,7 +285,7 @@ def plot_sparsity_sweep(sweep, *, axes=None, title=None):
     from .analysis import SparsitySweep
 
     if not isinstance(sweep, SparsitySweep):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - as every bad value
             f"plot_sparsity_sweep takes a SparsitySweep (from sparsity_sweep); got "
             f"{type(sweep).__name__}."
         )
@@ -321,7 +321,7 @@ def plot_sparsity_sweep(sweep, *, axes=None, title=None):
         if sweep.dense_accuracy is not None:
             ax2.axhline(sweep.dense_accuracy, color="0.3", ls="--",
                         label=f"dense embeddings ({sweep.dense_accuracy:.3f})")
-        for x, yv, l1 in zip(sweep.mean_l0, sweep.accuracy, sweep.l1):
+        for x, yv, l1 in zip(sweep.mean_l0, sweep.accuracy, sweep.l1, strict=False):
             ax2.annotate(f"l1={l1:g}", (x, yv), textcoords="offset points", xytext=(4, -12),
                          fontsize="x-small")
         if np.all(sweep.mean_l0 > 0):
@@ -400,7 +400,7 @@ def plot_probe_concepts(table, label=None, *, top_k=8, ncols=3, title=None):
     nrows = -(-len(classes) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, (0.32 * top_k + 1.0) * nrows),
                              layout="constrained", squeeze=False)
-    for ax, c in zip(axes.ravel(), classes):
+    for ax, c in zip(axes.ravel(), classes, strict=False):
         rows = table[table["class"] == c].sort_values("contribution", ascending=False)
         rows = rows.head(top_k)
         y = np.arange(len(rows))

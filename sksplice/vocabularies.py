@@ -227,8 +227,8 @@ def load_vocabulary(vocabulary=VOCABULARY, vocabulary_size=None, *, clean=False,
                     "text file with one concept a line."
                 )
             raise FileNotFoundError(
-                f"vocabulary file {shorten(str(path), 300)} does not exist; pass an existing text file "
-                f"(one concept a line) or one of {list_vocabularies()}."
+                f"vocabulary file {shorten(str(path), 300)} does not exist; pass an existing "
+                f"text file (one concept a line) or one of {list_vocabularies()}."
             )
         concepts = _read_lines(path)
     else:
@@ -442,9 +442,12 @@ def build_vocabulary(captions, n_words=10000, n_bigrams=5000, *, stopwords=None,
     else:
         names = counter.get_feature_names_out()
     totals = [] if counts is None else counts.sum(axis=0).A1.tolist()
-    kept = [(t, c) for t, c in zip(names, totals) if c >= max(min_count, 1)]
-    words = sorted((tc for tc in kept if " " not in tc[0]), key=lambda tc: (-tc[1], first_seen[tc[0]]))
-    bigrams = sorted((tc for tc in kept if " " in tc[0]), key=lambda tc: (-tc[1], first_seen[tc[0]]))
+    kept = [(t, c) for t, c in zip(names, totals, strict=False) if c >= max(min_count, 1)]
+    def rank(tc):
+        return -tc[1], first_seen[tc[0]]
+
+    words = sorted((tc for tc in kept if " " not in tc[0]), key=rank)
+    bigrams = sorted((tc for tc in kept if " " in tc[0]), key=rank)
     top = words[:n_words] + (bigrams[:n_bigrams] if n_bigrams else [])
     # stable sort, most frequent first (ties: words before bigrams, first seen first)
     top.sort(key=lambda tc: -tc[1])

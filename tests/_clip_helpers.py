@@ -11,7 +11,6 @@ import socket
 import threading
 from pathlib import Path
 
-
 TINY = "sksplice-tiny"
 TINY_B = "sksplice-tiny-b"
 TINY_CFG = {
@@ -61,8 +60,8 @@ class DataServer:
         self.httpd.requests = []
         self.httpd.fail = {}
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property

@@ -9,14 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _clip_helpers import (
-    TINY, TINY_B, TINY_B_CFG, TINY_CFG, DataServer, guarded_connect, splice_layout,
+    TINY,
+    TINY_B,
+    TINY_B_CFG,
+    TINY_CFG,
+    DataServer,
+    guarded_connect,
+    splice_layout,
 )
 
 #: ../shared/data relative to the project root (override with SKSPLICE_SHARED_DATA).
 SHARED_DATA = Path(
-    os.environ.get("SKSPLICE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    os.environ.get("SKSPLICE_SHARED_DATA",
+                   Path(__file__).resolve().parents[1].parent / "shared" / "data")
 )
 CLIP_DIR = SHARED_DATA / "clip-vit-b32"
 SPLICE_DIR = SHARED_DATA / "splice"

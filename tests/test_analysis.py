@@ -6,6 +6,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import coherent_problem
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
 
@@ -19,8 +20,6 @@ from sksplice.analysis import (
     reconstruction_cosine,
     sparsity_sweep,
 )
-
-from conftest import coherent_problem
 
 NAMES = ["cat", "dog", "car", "tree"]
 W4 = np.array([

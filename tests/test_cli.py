@@ -436,7 +436,7 @@ def test_decompose_embeddings_files_and_texts(work, mean_file, tmp_path, capsys)
     import scipy.sparse as sp
 
     expected = sp.vstack([sp.csr_matrix(codes), sp.csr_matrix(text_codes)]).toarray()
-    for res, row in zip(results, expected):
+    for res, row in zip(results, expected, strict=False):
         got = np.zeros(len(names))
         for c in res["concepts"]:
             got[names.index(c["concept"])] = c["weight"]

@@ -11,12 +11,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import CHECK_DIMS, DEFAULT_DIM
 from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 
 from sksplice import ConceptDictionary, SpliceTransformer
-
-from conftest import CHECK_DIMS, DEFAULT_DIM
-
 
 EXPECTED_FAILURES = {
     "check_transformer_n_iter": (

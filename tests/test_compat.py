@@ -17,8 +17,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sksplice import ConceptDictionary
-from sksplice.compat import SPLICE, available_models, get_vocabulary, load
+from sksplice import ConceptDictionary  # noqa: E402
+from sksplice.compat import SPLICE, available_models, get_vocabulary, load  # noqa: E402
 
 L1 = 0.25
 N_IMAGES = 24
@@ -82,7 +82,7 @@ def test_encode_image_matches_the_reference(real):
     model.return_weights = False
     recon2, cos2 = model.encode_image(X)
     w_ref, recon_ref = w_ref.numpy(), recon_ref.numpy()
-    jac = [_jaccard(a, b) for a, b in zip(weights.numpy(), w_ref)]
+    jac = [_jaccard(a, b) for a, b in zip(weights.numpy(), w_ref, strict=False)]
     print(f"compat vs reference on {len(X)} micrographs x {len(names)} LVIS concepts, l1={L1}: "
           f"dictionary {dict_diff:.1e}, weights {np.abs(weights.numpy() - w_ref).max():.1e}, "
           f"reconstruction {np.abs(recon.numpy() - recon_ref).max():.1e}, cosine sum "
@@ -149,7 +149,7 @@ def test_names_sizes_and_helpers(splice_data_dir, offline_sandbox, monkeypatch):
     assert whole == [ln for ln in lines if ln]        # sksplice skips it (documented)
     top = get_vocabulary("mscoco", 10000)
     assert top == whole[-10000:] and "" in lines[-10000:]  # the reference's top 10,000 has it
-    shifted = sum(a != b for a, b in zip(top, lines[-10000:]))
+    shifted = sum(a != b for a, b in zip(top, lines[-10000:], strict=False))
     assert shifted == 9992  # so 9,992 of its top-10,000 indices are one off from sksplice's
 
 

@@ -62,7 +62,7 @@ def test_second_build_hits_the_cache(encoder, offline_sandbox, monkeypatch):
     # a fresh encoder object for the same checkpoint: same identity, cache hit, no encoding
     again = get_encoder((TINY, encoder.checkpoint), device="cpu")
     second = build_dictionary(again, VOCAB)
-    assert calls == [len(VOCAB)]  # nothing encoded again (its timing: benchmarks/bench_dictionary.py)
+    assert calls == [len(VOCAB)]  # nothing encoded again (timed in benchmarks/bench_dictionary.py)
     assert second.metadata["cache_hit"] is True
     assert second == first
     np.testing.assert_array_equal(second.text_mean, first.text_mean)

@@ -8,7 +8,6 @@ import signal
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
 from conftest import coherent_problem
 
 da = pytest.importorskip("dask.array")
@@ -267,7 +266,8 @@ def test_image_shards_on_the_cluster_equal_local_ones(client, images, tmp_path):
     expected = load_decomposition(tmp_path / "local")
     assert expected.codes.shape == (7, len(WORDS)) and local["n_decomposed"] == 7
 
-    bag = db.from_sequence(list(zip(images["rel"], images["labels"])), partition_size=3)
+    pairs = list(zip(images["rel"], images["labels"], strict=True))
+    bag = db.from_sequence(pairs, partition_size=3)
     manifest = decompose_to_shards(bag, tmp_path / "bag", est, root=root, plots=False)
     assert manifest["n_resumed_shards"] == 0 and len(manifest["shards"]) == 3
     assert [b["image"] for b in manifest["bad_files"]] == ["b/zz-broken.png"]

@@ -7,11 +7,10 @@ of one configuration).
 
 import numpy as np
 import pytest
+from conftest import coherent_problem
 
 from sksplice import ConceptDictionary, SpliceTransformer
 from sksplice.solvers import SOLVERS, get_solver, solve_n_nonzero
-
-from conftest import coherent_problem
 
 TOL = 1e-9
 

@@ -36,7 +36,8 @@ def test_pair_is_accepted():
     [
         (["a", "b"], np.eye(3), "2 names but 3 embedding rows"),
         (["a", "a", "b"], np.eye(3), "duplicate concept names \\['a'\\]"),
-        (["a", "b", "c"], np.array([[1.0, 0, 0], [0, 0, 0], [0, 0, 1.0]]), "row\\(s\\) for \\['b'\\] are zero"),
+        (["a", "b", "c"], np.array([[1.0, 0, 0], [0, 0, 0], [0, 0, 1.0]]),
+         "row\\(s\\) for \\['b'\\] are zero"),
         (["a", "b", "c"], np.array([[1.0, 0, np.nan], [0, 1, 0], [0, 0, 1.0]]), "NaN or inf"),
         (["a", "b", "c"], np.ones(3), "must be 2-D"),
         ("abc", np.eye(3), "not one string"),

@@ -92,7 +92,8 @@ def _rst_blocks(lines):
             body.append(lines[j])
             j += 1
         width = min((len(b) - len(b.lstrip()) for b in body if b.strip()), default=0)
-        marked = any(ln.strip() == ".. " + NAMES_ONLY[5:-4].strip() for ln in lines[max(0, i - 2):i])
+        marker = ".. " + NAMES_ONLY[5:-4].strip()
+        marked = any(ln.strip() == marker for ln in lines[max(0, i - 2):i])
         yield start, "\n".join(b[width:] for b in body).rstrip(), marked
         i = j
 
@@ -143,7 +144,7 @@ def _undefined_names(code):
             bound |= {a.arg for a in node.args.args + node.args.kwonlyargs}
         elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
             bound.add(node.id)
-        elif isinstance(node, ast.ExceptHandler) and node.name or isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
             bound.add(node.name)
     return sorted({n.id for n in ast.walk(tree)
                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound)

@@ -63,7 +63,8 @@ def _public_objects():
                 for attr, member in vars(obj).items():
                     if attr.startswith("_") and attr != "__call__":
                         continue
-                    if inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod)):
+                    if inspect.isfunction(member) or isinstance(
+                            member, (classmethod, staticmethod)):
                         out.append(f"{home}.{attr}")
     return sorted(out)
 

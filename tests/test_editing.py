@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import CHECK_DIMS, DEFAULT_DIM, coherent_problem
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -17,8 +18,6 @@ from sklearn.utils.estimator_checks import estimator_checks_generator, parametri
 from sksplice import ConceptDictionary, SpliceTransformer
 from sksplice.core import normalize_rows
 from sksplice.editing import ConceptEditor, match_concepts, residual_edit
-
-from conftest import CHECK_DIMS, DEFAULT_DIM, coherent_problem
 
 
 # ----------------------------------------------------------------- fixtures
@@ -299,7 +298,7 @@ def test_pipeline_and_grid_search_over_l1_and_removed_concepts():
     # removing the concept that carries the labels makes the probe blind to them
     for l1 in (0.05, 0.2):
         sel = {tuple(p["concepteditor__remove"]): s
-               for p, s in zip(res["params"], res["mean_test_score"])
+               for p, s in zip(res["params"], res["mean_test_score"], strict=False)
                if p["concepteditor__estimator__l1"] == l1}
         assert sel[("noise",)] >= 0.9
         assert sel[("signal",)] < sel[("noise",)] - 0.2

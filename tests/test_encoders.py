@@ -1,4 +1,4 @@
-"""Encoders: open_clip models with random weights, checkpoints, inputs, exact truncated text encoding."""
+"""Encoders: random-weight open_clip models, checkpoints, inputs, exact truncated texts."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sksplice.encoders._text import causal_text_tower as _causal_text_tower
 
 TEXTS = [
     "dog", "a photo of a cat", "x", "hot dog stand at night", "the", "",
-    "an extremely long caption " * 20,  # longer than the 77-token context: truncated by the tokenizer
+    "an extremely long caption " * 20,  # over the 77-token context: truncated by the tokenizer
 ]
 
 
@@ -53,7 +53,8 @@ def test_registry_and_defaults():
 
 
 def test_bad_specifications(tmp_path):
-    with pytest.raises(ValueError, match="unknown open_clip model 'ViT-B-23'. Did you mean 'ViT-B-32'"):
+    with pytest.raises(ValueError,
+                       match="unknown open_clip model 'ViT-B-23'. Did you mean 'ViT-B-32'"):
         get_encoder("ViT-B-23:openai")
     with pytest.raises(ValueError, match=r"unknown pretrained tag 'laion2b_s34b_b97k'.*"
                                          r"Did you mean 'laion2b_s34b_b79k'"):
@@ -243,7 +244,8 @@ def test_tag_loading_applies_the_tag_config(monkeypatch, tiny_checkpoint, tiny_c
         return real(TINY, pretrained=pretrained, device=kwargs["device"])
 
     monkeypatch.setenv("SKSPLICE_OFFLINE", "1")
-    monkeypatch.setattr(encoders, "cached_weights", lambda cfg, cache_dir: (str(tiny_checkpoint), []))
+    monkeypatch.setattr(encoders, "cached_weights",
+                        lambda cfg, cache_dir: (str(tiny_checkpoint), []))
     monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_create)
     enc = get_encoder("ViT-B-32:openai", device="cpu")
     enc.encode_texts(["dog"])
@@ -333,7 +335,7 @@ def test_truncated_batches_respect_the_token_budget():
     lengths = sorted(np.random.default_rng(0).integers(3, 77, size=500).tolist())
     spans = _token_budget_spans(lengths, 256 * 77)
     assert spans[0][0] == 0 and spans[-1][1] == 500
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
     assert all((stop - start) * lengths[stop - 1] <= 256 * 77 for start, stop in spans)
 
 

@@ -8,7 +8,7 @@ import pytest
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from sksplice import Encoder, SpliceTransformer, get_encoder
+from sksplice import Encoder, SpliceTransformer, get_encoder  # noqa: E402
 
 # importing transformers and building the models takes ~5 s on a 2-core machine
 pytestmark = pytest.mark.slow

@@ -195,7 +195,8 @@ def fitted(data):
 
 def test_bad_transform_inputs(fitted):
     st, X = fitted
-    with pytest.raises(ValueError, match="embedding dimension 23 does not match the dictionary's 24"):
+    with pytest.raises(ValueError,
+                       match="embedding dimension 23 does not match the dictionary's 24"):
         st.transform(X[:, :23])
     Xnan = X.copy()
     Xnan[0, 0] = np.nan
@@ -282,7 +283,7 @@ def test_score_is_the_mean_reconstruction_cosine(data):
 
 
 def test_public_api_for_other_layers(data):
-    """fit(X=None), decompose_embeddings, embed and build_solver, as TEAM.md lists them."""
+    """fit(X=None), decompose_embeddings, embed and build_solver, the public pieces the analysis, editing and shard layers use."""
     names, E, X, _ = data
     mu = X.mean(0)
     st = _st(names, E, image_mean=mu).fit()  # nothing to learn from data

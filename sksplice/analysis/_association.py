@@ -317,7 +317,7 @@ def concept_association(codes, concept_names, labels, *, groups=None, test="perm
     ranked = _RankedCodes(Wc[:, tested])
     rng = np.random.default_rng(random_state)
     parts, n_small = [], 0
-    for g, m in zip(groups, masks):
+    for g, m in zip(groups, masks, strict=False):
         part = ranked.compare(m, test, alternative, n_permutations, rng)
         part["group"] = np.array([g] * tested.size, dtype=object)
         part["concept"] = names[tested]

@@ -39,7 +39,7 @@ def check_codes(codes, concept_names):
     if hasattr(concept_names, "get_feature_names_out"):
         concept_names = concept_names.get_feature_names_out()
     if isinstance(concept_names, str):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - as every bad value
             "concept_names must be a sequence of names (one per column of codes), not one "
             "string; pass estimator.get_feature_names_out()."
         )

@@ -79,7 +79,7 @@ class Explanation:
             )
         lines = [f"sample {self.sample}: {self.l0} concepts{cos}"]
         width = max(len(c) for c in self.concepts)
-        for c, w in zip(self.concepts, self.weights):
+        for c, w in zip(self.concepts, self.weights, strict=False):
             lines.append(f"  {c:<{width}}  {w:.4f}")
         if self.l0 > len(self.concepts):
             lines.append(f"  ... and {self.l0 - len(self.concepts)} more")
@@ -111,7 +111,7 @@ class Explanations(list):
             base = {"sample": e.sample, "l0": e.l0, "cosine": e.cosine}
             if e.is_empty:
                 rows.append({**base, "rank": 0, "concept": None, "weight": 0.0})
-            for r, (c, w) in enumerate(zip(e.concepts, e.weights), start=1):
+            for r, (c, w) in enumerate(zip(e.concepts, e.weights, strict=False), start=1):
                 rows.append({**base, "rank": r, "concept": c, "weight": w})
         return rows
 

@@ -108,7 +108,7 @@ def probe_concepts(probe, X, y=None, *, top_k=10):
     if y is not None:
         y = check_labels(y, codes.shape[0], "y")
     rows = []
-    for c, w in zip(classes, coef):
+    for c, w in zip(classes, coef, strict=False):
         mask = np.ones(codes.shape[0], dtype=bool) if y is None else equal_mask(y, c)
         if not mask.any():
             raise ValueError(

@@ -68,7 +68,7 @@ def cmd_decompose(args):
             info(f"{PROG}: warning: skipped {paths[i]!r}: {one_line(err)}")
             skipped.append({"image": paths[i], "error": one_line(err)})
         image_rows = {pos: dict(image=paths[pos], kind="image", **row)
-                      for pos, row in zip(ok, _rows(codes, cosine, names))}
+                      for pos, row in zip(ok, _rows(codes, cosine, names), strict=False)}
     n_image = 0
     for arg in args.inputs:  # rows in the order the inputs were given
         if is_embeddings_file(arg):

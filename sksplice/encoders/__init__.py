@@ -1,4 +1,4 @@
-"""CLIP encoders: open_clip backbones by name and tag, local checkpoints, Hugging Face models, or your own.
+"""CLIP encoders: open_clip backbones, local checkpoints, Hugging Face models or your own.
 
 :func:`get_encoder` turns an encoder specification into an :class:`Encoder`,
 which maps images and texts to unit-norm embeddings (numpy at the edges,

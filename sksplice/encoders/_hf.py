@@ -66,7 +66,7 @@ def is_hf_model(obj):
 
 
 def _features(out):
-    """The feature tensor from ``get_*_features`` (a tensor, or an output with ``pooler_output``)."""
+    """The feature tensor of ``get_*_features``: a tensor, or an output's ``pooler_output``."""
     pooled = getattr(out, "pooler_output", None)
     if pooled is not None:
         return pooled
@@ -283,8 +283,8 @@ def load_hf(repo, *, cache_dir=None, offline=None, device="cpu"):
         model = transformers.AutoModel.from_pretrained(repo, **kwargs)
         processor = transformers.AutoProcessor.from_pretrained(repo, **kwargs)
     except OSError as e:
-        where = repo if is_folder else (
-            f"the Hugging Face cache {cache_dir or os.environ.get('HF_HOME') or '~/.cache/huggingface'}")
+        hf_home = cache_dir or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        where = repo if is_folder else f"the Hugging Face cache {hf_home}"
         how = ("run once with network access" if local else "check the name and the network")
         raise FileNotFoundError(
             f"Hugging Face model {repo!r} could not be loaded from {where}"

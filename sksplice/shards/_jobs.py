@@ -102,7 +102,7 @@ def shard_job(entry, out, estimator, root, batch_size, strict, n_concepts, diges
     files = [os.path.join(root, p) if root is not None else p for p in entry["images"]]
     done = shard_is_complete(path, entry["images"], n_concepts, digest)
     if done is not None and done["bad"]:
-        where = {img: f for img, f in zip(entry["images"], files)}
+        where = {img: f for img, f in zip(entry["images"], files, strict=False)}
         _, fixed, _ = read_images([where[b[0]] for b in done["bad"] if b[0] in where])
         if fixed:
             done = None  # an unreadable image was fixed: redo the shard
@@ -139,7 +139,7 @@ def finish_manifest(manifest, plan, results):
         Updated in place, with ``complete: true``.
     """
     bad_files = []
-    for entry, res in zip(plan, results):
+    for entry, res in zip(plan, results, strict=False):
         entry["n_rows"] = int(res["n_rows"])
         entry["bad"] = [b[0] for b in res["bad"]]
         bad_files.extend({"image": b[0], "error": b[1]} for b in res["bad"])

@@ -268,7 +268,9 @@ def _remove_stale_temporaries(folder):
 
 
 def _same_plan(old, plan):
-    key = lambda shards: [(s.get("file"), s.get("images"), s.get("labels")) for s in shards]
+    def key(shards):
+        return [(s.get("file"), s.get("images"), s.get("labels")) for s in shards]
+
     return plan is None or key(old.get("shards", [])) == key(plan)
 
 

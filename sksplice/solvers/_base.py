@@ -237,7 +237,8 @@ class BaseSolver:
         self.batch_size = batch_size
 
     def __repr__(self):
-        return f"{type(self).__name__}(tol={self.tol}, max_iter={self.max_iter}, device={self.device!r})"
+        return (f"{type(self).__name__}(tol={self.tol}, max_iter={self.max_iter}, "
+                f"device={self.device!r})")
 
     def __getstate__(self):
         state = self.__dict__.copy()

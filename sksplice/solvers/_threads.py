@@ -9,7 +9,8 @@ with 2 threads on 2 busy cores).  The working-set solver therefore runs
 its many small steps on one thread, and only its batched correlation
 matmuls -- and only above ``PARALLEL_MIN_WORK`` multiply-adds -- with the
 caller's setting (torch's default, or what ``torch.set_num_threads``
-chose); the compiled kernel parallelises over samples on that many threads.  The scope also limits numpy's BLAS (OpenBLAS/MKL, through
+chose); the compiled kernel parallelises over samples on that many
+threads.  The scope also limits numpy's BLAS (OpenBLAS/MKL, through
 threadpoolctl, a scikit-learn dependency), whose own thread pool collapses
 the same way.  The scope is restored on exit, so the policy never leaks.
 """

@@ -198,7 +198,7 @@ class ADMMSolver(BaseSolver):
                 levels, counts = torch.unique_consecutive(level, return_counts=True)
                 groups = []
                 start = 0
-                for lev, cnt in zip(levels.tolist(), counts.tolist()):
+                for lev, cnt in zip(levels.tolist(), counts.tolist(), strict=False):
                     groups.append((start, start + cnt, rho0 * 2.0**lev))
                     start += cnt
                 rho_vec = rho0 * torch.pow(2.0, level.to(dtype))
