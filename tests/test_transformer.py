@@ -283,7 +283,10 @@ def test_score_is_the_mean_reconstruction_cosine(data):
 
 
 def test_public_api_for_other_layers(data):
-    """fit(X=None), decompose_embeddings, embed and build_solver, the public pieces the analysis, editing and shard layers use."""
+    """fit(X=None), decompose_embeddings, embed and build_solver.
+
+    These are the public pieces the analysis, editing and shard layers use.
+    """
     names, E, X, _ = data
     mu = X.mean(0)
     st = _st(names, E, image_mean=mu).fit()  # nothing to learn from data
