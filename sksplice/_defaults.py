@@ -47,3 +47,9 @@ SHARD_SIZE = 1024
 
 #: Concepts shown per image (CLI) and per class (summaries, plots).
 TOP_K = 10
+
+#: Base URL of the documentation (the notebook repr's ``?`` links point under it).
+DOCS_URL = "https://sksplice.readthedocs.io/en/stable/"
+
+#: An estimator's API page, ``{estimator_name}`` filled in by scikit-learn's HTML repr.
+API_PAGE_TEMPLATE = DOCS_URL + "api/generated/sksplice.{estimator_name}.html"

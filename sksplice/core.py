@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 __all__ = [
     "EPS", "center_embeddings", "degenerate_rows", "normalize_rows", "recompose",
-    "reconstruction_cosine",
+    "reconstruction_cosine", "rounding_floor",
 ]
 
 #: Norms below this are treated as zero when normalising rows.
@@ -67,33 +67,101 @@ def normalize_rows(X, *, copy=True, eps=EPS):
     return X
 
 
-def center_embeddings(X, mean):
+def center_embeddings(X, mean, *, return_degenerate=False):
     """The SpLiCE input transform ``z = normalize(normalize(x) - mean)``.
 
-    Rows are normalised at any scale (a finite row of norm ``1e-300`` or
-    ``1e300`` is its direction); a row with no nonzero entry has no direction
-    and stays zero (it is not turned into ``-mean``), as does a row whose
-    direction equals the mean's.
+    Works on numpy arrays and on torch tensors (on any device: a tensor is
+    centred where it lives and returned as a tensor there).  Rows are
+    normalised at any scale (a finite row of norm ``1e-300`` or ``1e300`` is
+    its direction).  A row has no direction, and stays zero, when every
+    entry is zero or when ``normalize(x) - mean`` is at rounding level: its
+    norm at most ``8 * eps * (1 + ||mean||)`` for the floating type of ``X``
+    (an input equal to the mean, say, leaves only the rounding residual of
+    its normalisation, which is noise and is not decomposed).
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
+    X : ndarray or Tensor of shape (n_samples, n_features)
         Raw embeddings.
-    mean : ndarray of shape (n_features,) or None
+    mean : ndarray or Tensor of shape (n_features,) or None
         Modality mean (e.g. the MSCOCO image mean); ``None`` skips centring.
+    return_degenerate : bool, default=False
+        Also return which rows have no direction.
 
     Returns
     -------
-    Z : ndarray of shape (n_samples, n_features)
-        Centred, unit-norm rows (zeros for rows without a direction).
+    Z : ndarray or Tensor of shape (n_samples, n_features)
+        Centred, unit-norm rows (zeros for rows without a direction), of
+        the kind of ``X`` (float32 stays float32).
+    degenerate : ndarray or Tensor of shape (n_samples,), dtype bool
+        Only when ``return_degenerate=True``: the rows without a direction.
     """
-    Z = normalize_rows(X, eps=0.0)
+    if type(X).__module__.split(".")[0] == "torch":
+        Z, degenerate = _center_torch(X, mean)
+    else:
+        Z = normalize_rows(X, eps=0.0)
+        degenerate = ~Z.any(axis=1)
+        if mean is not None:
+            mean = np.asarray(mean, dtype=Z.dtype)
+            Z -= mean
+            norms = _safe_norms(Z)
+            floor = rounding_floor(Z.dtype, float(np.linalg.norm(mean)))
+            degenerate |= norms <= floor
+            np.divide(Z, np.where(degenerate, 1.0, norms)[:, None].astype(Z.dtype), out=Z)
+            Z[degenerate] = 0.0
+    return (Z, degenerate) if return_degenerate else Z
+
+
+def rounding_floor(dtype, mean_norm):
+    """The norm at or below which ``normalize(x) - mean`` is rounding noise.
+
+    Parameters
+    ----------
+    dtype : numpy or torch floating dtype
+        The working precision.
+    mean_norm : float
+        ``||mean||``.
+
+    Returns
+    -------
+    floor : float
+        ``8 * eps(dtype) * (1 + mean_norm)``.
+    """
+    eps = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23}.get(
+        str(dtype).replace("torch.", ""), 2.0**-52)
+    return 8.0 * eps * (1.0 + mean_norm)
+
+
+def _safe_norms(Z):
+    """Row norms without overflow or underflow (rows scaled by their peak first)."""
+    peak = np.max(np.abs(Z), axis=1) if Z.shape[1] else np.zeros(len(Z), Z.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = Z / np.where(peak > 0, peak, 1)[:, None]
+    return np.linalg.norm(scaled, axis=1) * peak
+
+
+def _center_torch(X, mean):
+    """:func:`center_embeddings` on a torch tensor, where it lives."""
+    import torch
+
+    if not X.dtype.is_floating_point:
+        X = X.to(torch.float64)
+    peak = X.abs().amax(dim=1, keepdim=True) if X.shape[1] else X.new_zeros((len(X), 1))
+    degenerate = (peak <= 0).ravel()
+    Z = X / torch.where(peak > 0, peak, torch.ones_like(peak))
+    norms = torch.linalg.vector_norm(Z, dim=1, keepdim=True)
+    Z = Z / torch.where(norms > 0, norms, torch.ones_like(norms))
     if mean is not None:
-        zero = ~Z.any(axis=1)
-        Z -= np.asarray(mean, dtype=Z.dtype)
-        normalize_rows(Z, copy=False)
-        Z[zero] = 0.0
-    return Z
+        mean = torch.as_tensor(mean, dtype=Z.dtype, device=Z.device)
+        Z = Z - mean
+        peak = Z.abs().amax(dim=1, keepdim=True) if Z.shape[1] else Z.new_zeros((len(Z), 1))
+        scaled = Z / torch.where(peak > 0, peak, torch.ones_like(peak))
+        norms = torch.linalg.vector_norm(scaled, dim=1, keepdim=True) * peak
+        floor = rounding_floor(Z.dtype, float(torch.linalg.vector_norm(mean)))
+        degenerate = degenerate | (norms.ravel() <= floor)
+        Z = Z / torch.where(norms > 0, norms, torch.ones_like(norms))
+    Z = torch.where(degenerate[:, None], torch.zeros_like(Z), Z)
+    return Z, degenerate
 
 
 def degenerate_rows(X):

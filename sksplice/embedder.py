@@ -70,6 +70,9 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
     array(['clipembedder0', 'clipembedder1', 'clipembedder2'], dtype=object)
     """
 
+    _doc_link_module = "sksplice"
+    _doc_link_template = _defaults.API_PAGE_TEMPLATE
+
     _parameter_constraints: dict = {
         "encoder": "no_validation",
         "input": [StrOptions({"image", "text"})],
@@ -89,7 +92,7 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
 
     def _get_encoder(self):
         """The encoder, reloaded when ``set_params`` changed ``encoder`` or ``device``."""
-        from .encoders._factory import estimator_encoder
+        from .encoders import estimator_encoder
 
         return estimator_encoder(self)
 
@@ -130,6 +133,27 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
             from ._dask import transform_dask
 
             return transform_dask(self, X)
+        return self.encode(X)
+
+    def encode(self, X, *, return_tensor=False):
+        """Embed images or texts, as a numpy array or as a tensor on the encoder's device.
+
+        :meth:`transform` is ``encode(X)``; :class:`~sksplice.SpliceTransformer`
+        encodes its image and text inputs through this method, and on a GPU
+        asks for ``return_tensor=True`` so the embeddings stay there.
+
+        Parameters
+        ----------
+        X : sequence of images or str, or a one-column pandas/polars DataFrame or Series
+            Inputs of the kind set by ``input``, read row by row.
+        return_tensor : bool, default=False
+            Return a float32 torch tensor on the encoder's device.
+
+        Returns
+        -------
+        embeddings : ndarray or Tensor of shape (n_samples, embed_dim), dtype float32
+            Unit-norm rows.
+        """
         enc = self._get_encoder()  # stateless: works without fit
         rows = as_rows(X)  # one row per sample, from any container
         if self.input == "text":
@@ -142,7 +166,7 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
                     "input='text' every row must be a text."
                 )
             emb = enc.encode_texts(list(rows), batch_size=self.batch_size,
-                                   progress=self.progress)
+                                   progress=self.progress, return_tensor=return_tensor)
         else:
             if isinstance(rows, np.ndarray) and rows.ndim == 3:
                 rows = rows[None]  # one uint8 image
@@ -154,7 +178,8 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
                     f"arrays of shape (H, W, 3); got {_describe_rows(rows)}. For texts pass "
                     "input='text'."
                 )
-            emb = enc.encode_images(rows, batch_size=self.batch_size, progress=self.progress)
+            emb = enc.encode_images(rows, batch_size=self.batch_size, progress=self.progress,
+                                    return_tensor=return_tensor)
         if len(emb) != len(rows):
             raise ValueError(
                 f"the encoder returned {len(emb)} embeddings for {len(rows)} rows; an "

@@ -28,8 +28,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 from ._defaults import VOCABULARY, VOCABULARY_SIZE
 from ._download import DEFAULT_DATA_URL, fetch
 from ._utils import duplicates, suggest
-from .encoders import looks_like_path
-from .encoders._spec import shorten
+from .encoders import looks_like_path, shorten
 
 __all__ = [
     "ENGLISH_STOPWORDS",

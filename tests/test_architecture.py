@@ -2,8 +2,12 @@
 
 * Imports go one way: every import (module- or function-level) stays in its
   layer or goes down, and the import graph has no cycle.
-* No module imports another module's underscore names, except from modules
-  whose own name starts with ``_``.
+* A private module (``_name.py``, or anything under a ``_name`` package) is
+  used only inside the package that holds it: ``sksplice/encoders/_spec.py``
+  only from ``sksplice/encoders/*``; a top-level ``sksplice/_name.py`` is a
+  package-wide private helper, usable anywhere in sksplice.
+* No module imports another module's underscore names, except from a
+  private module it may use.
 * No module is longer than 600 lines.
 """
 
@@ -166,15 +170,51 @@ def test_no_import_cycle_between_units():
     assert _cycles(graph) == []
 
 
-def test_no_reach_into_private_names():
+def _private_holder(module):
+    """The package that holds ``module``'s first private part, or None for a public module.
+
+    ``sksplice.encoders._spec`` -> ``sksplice.encoders``; ``sksplice._utils`` ->
+    ``sksplice``; ``sksplice.encoders`` -> None.
+    """
+    parts = module.split(".")
+    for i, part in enumerate(parts[1:], start=1):
+        if part.startswith("_") and not part.startswith("__"):
+            return ".".join(parts[:i])
+    return None
+
+
+def _inside(src, package):
+    return src == package or src.startswith(package + ".")
+
+
+def _private_violations(edges):
     bad = []
-    for src, dst, name, line in EDGES:
-        if name is None or not name.startswith("_") or name.startswith("__"):
-            continue
-        if dst.split(".")[-1].startswith("_"):
-            continue  # a private module's names are its package's to share
-        bad.append(f"{src}:{line} imports {name} from {dst}")
+    for src, dst, name, line in edges:
+        holder = _private_holder(dst)
+        if holder is not None and not _inside(src, holder):
+            bad.append(f"{src}:{line} imports {name or dst} from {dst}, private to {holder}")
+        elif name is not None and name.startswith("_") and not name.startswith("__") and (
+                holder is None):
+            bad.append(f"{src}:{line} imports {name} from {dst}")
+    return bad
+
+
+def test_private_modules_are_used_only_inside_their_package():
+    bad = _private_violations(EDGES)
     assert not bad, "\n".join(bad)
+
+
+def test_the_private_rule_catches_reach_ins():
+    """The rule above on made-up edges: a reach-in across packages is caught."""
+    edges = [
+        ("sksplice.embedder", "sksplice.encoders._factory", "estimator_encoder", 1),
+        ("sksplice.cli._commands", "sksplice.shards._decompose", "codes_and_cosine", 2),
+        ("sksplice.encoders._encoder", "sksplice.encoders._spec", "shorten", 3),
+        ("sksplice.cli._commands", "sksplice._utils", "suggest", 4),
+        ("sksplice.editing", "sksplice.core", "_private", 5),
+        ("sksplice.transformer._models", "sksplice.encoders", "estimator_encoder", 6),
+    ]
+    assert [b.split(":")[1].split()[0] for b in _private_violations(edges)] == ["1", "2", "5"]
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

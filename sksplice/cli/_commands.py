@@ -47,8 +47,7 @@ def _rows(codes, cosine, names):
 
 def cmd_decompose(args):
     """``sksplice decompose``."""
-    from ..shards import decompose_image_files
-    from ..shards._decompose import codes_and_cosine
+    from ..shards import codes_and_cosine, decompose_image_files
 
     texts = read_texts(args)
     if not args.inputs and not texts:

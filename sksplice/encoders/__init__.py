@@ -10,7 +10,8 @@ The private modules, one topic each:
 
 * ``_spec``: the registry as plain data (:data:`ENCODERS`, the reference
   code's aliases, Hugging Face names) and spec parsing;
-* ``_encoder``: :class:`Encoder`; ``_factory``: :func:`get_encoder`;
+* ``_encoder``: :class:`Encoder`; ``_factory``: :func:`get_encoder` and
+  :func:`estimator_encoder` (an estimator's encoder, resolved once);
 * ``_weights``: finding, downloading and sharing open_clip weights;
 * ``_text``: exact truncated text encoding for causal text towers;
 * ``_images``: reading image inputs (paths, PIL images, arrays);
@@ -26,7 +27,7 @@ length.
 """
 
 from ._encoder import Encoder
-from ._factory import get_encoder
+from ._factory import estimator_encoder, get_encoder
 from ._hf import HFAdapter
 from ._spec import (
     DEFAULT_ENCODER,
@@ -37,6 +38,7 @@ from ._spec import (
     describe_encoder,
     list_encoders,
     looks_like_path,
+    shorten,
 )
 
 __all__ = [
@@ -48,7 +50,9 @@ __all__ = [
     "HFAdapter",
     "canonical_name",
     "describe_encoder",
+    "estimator_encoder",
     "get_encoder",
     "list_encoders",
     "looks_like_path",
+    "shorten",
 ]

@@ -352,7 +352,7 @@ class Encoder:
         return self._parts
 
     # ----------------------------------------------------------------- encoding
-    def encode_images(self, images, *, batch_size=64, progress=False):
+    def encode_images(self, images, *, batch_size=64, progress=False, return_tensor=False):
         """Unit-norm embeddings of images.
 
         Parameters
@@ -365,10 +365,13 @@ class Encoder:
             Images encoded at once.
         progress : bool, default=False
             Show a progress bar.
+        return_tensor : bool, default=False
+            Return a float32 torch tensor on the encoder's device (no copy to
+            the host) instead of a numpy array.
 
         Returns
         -------
-        embeddings : ndarray of shape (n_images, embed_dim), dtype float32
+        embeddings : ndarray or Tensor of shape (n_images, embed_dim), dtype float32
             Unit-norm rows.
 
         Raises
@@ -390,9 +393,9 @@ class Encoder:
             pil = [load_image(item, start + j) for j, item in enumerate(chunk)]
             return model.encode_image(self._image_batch(pil, preprocess))
 
-        return self._run(items, batch_size, progress, "images", encode)
+        return self._run(items, batch_size, progress, "images", encode, tensor=return_tensor)
 
-    def encode_texts(self, texts, *, batch_size=256, progress=False):
+    def encode_texts(self, texts, *, batch_size=256, progress=False, return_tensor=False):
         """Unit-norm embeddings of texts.
 
         Where it is exact (open_clip and Hugging Face CLIP text towers: causal,
@@ -411,10 +414,13 @@ class Encoder:
             (``batch_size * context_length``), so peak memory is unchanged.
         progress : bool, default=False
             Show a progress bar.
+        return_tensor : bool, default=False
+            Return a float32 torch tensor on the encoder's device (no copy to
+            the host) instead of a numpy array.
 
         Returns
         -------
-        embeddings : ndarray of shape (n_texts, embed_dim), dtype float32
+        embeddings : ndarray or Tensor of shape (n_texts, embed_dim), dtype float32
             Unit-norm rows.
         """
         if isinstance(texts, str):
@@ -444,17 +450,17 @@ class Encoder:
             def encode(chunk, start):
                 return model.encode_text(chunk)
 
-            out = self._run(sorted_texts, batch_size, progress, "texts", encode, spans=spans)
-            result = np.empty_like(out)
-            result[order] = out
-            return result
+            out = self._run(sorted_texts, batch_size, progress, "texts", encode, spans=spans,
+                            tensor=return_tensor)
+            return _unsort(out, order)
         tower = causal_text_tower(model) if tokenizer is not None else None
         if tower is None:  # full context, in input order
             def encode(chunk, start):
                 batch = tokenizer(chunk) if tokenizer is not None else chunk
                 return model.encode_text(self._to_device(batch))
 
-            return self._run(texts, batch_size, progress, "texts", encode)
+            return self._run(texts, batch_size, progress, "texts", encode,
+                             tensor=return_tensor)
         tokens = tokenizer(texts)
         need = needed_length(tokens, tower)
         order = np.argsort(need.numpy(), kind="stable")
@@ -467,10 +473,9 @@ class Encoder:
             return truncated_encode_text(tower, sorted_tokens[start:stop, :length].to(self.device))
 
         spans = token_budget_spans(sorted_need.tolist(), batch_size * tokens.shape[1])
-        out = self._run(texts, batch_size, progress, "texts", encode, spans=spans)
-        result = np.empty_like(out)
-        result[order] = out
-        return result
+        out = self._run(texts, batch_size, progress, "texts", encode, spans=spans,
+                        tensor=return_tensor)
+        return _unsort(out, order)
 
     # ----------------------------------------------------------------- helpers
     def _to_device(self, batch):
@@ -493,8 +498,11 @@ class Encoder:
                    for t in tensors]
         return torch.stack(tensors).to(self.device)
 
-    def _run(self, items, batch_size, progress, what, encode, spans=None):
-        """``encode(chunk, start)`` over batches of ``items``; rows come back float32, unit norm."""
+    def _run(self, items, batch_size, progress, what, encode, spans=None, tensor=False):
+        """``encode(chunk, start)`` over batches of ``items``; rows come back float32, unit norm.
+
+        ``tensor=True`` keeps the result a torch tensor on the encoder's device.
+        """
         import torch
 
         if spans is None:
@@ -515,24 +523,45 @@ class Encoder:
                 for start, stop in spans:
                     out = encode(items[start:stop], start)
                     out = torch.as_tensor(out) if not isinstance(out, torch.Tensor) else out
-                    blocks.append(to_numpy(out.float()))
+                    blocks.append(out.float() if tensor else to_numpy(out.float()))
                     if bar is not None:
                         bar.update(stop - start)
         finally:
             if bar is not None:
                 bar.close()
-        emb = np.concatenate(blocks).astype(np.float32, copy=False)
-        if emb.ndim != 2 or emb.shape[0] != len(items):
-            raise ValueError(
-                f"the model returned embeddings of shape {emb.shape} for {len(items)} {what}; "
-                "encode_image/encode_text must return one row per input."
-            )
-        if not np.all(np.isfinite(emb)):
-            raise ValueError(
-                f"the model returned NaN or inf embeddings for some {what}; check the model "
-                "(with precision='fp16', try precision='fp32')."
-            )
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        if np.any(norms == 0):
-            raise ValueError(f"the model returned a zero embedding for some {what}.")
-        return emb / norms
+        if tensor:
+            return _checked(torch.cat(blocks), len(items), what, torch)
+        return _checked(np.concatenate(blocks).astype(np.float32, copy=False), len(items), what,
+                        np)
+
+
+def _checked(emb, n, what, xp):
+    """Unit-norm float32 rows of ``emb`` (numpy or torch), or a ValueError naming the fault."""
+    if emb.ndim != 2 or emb.shape[0] != n:
+        raise ValueError(
+            f"the model returned embeddings of shape {tuple(emb.shape)} for {n} {what}; "
+            "encode_image/encode_text must return one row per input."
+        )
+    if not bool(xp.isfinite(emb).all()):
+        raise ValueError(
+            f"the model returned NaN or inf embeddings for some {what}; check the model "
+            "(with precision='fp16', try precision='fp32')."
+        )
+    norms = xp.linalg.norm(emb, axis=1, keepdims=True) if xp is np else emb.norm(
+        dim=1, keepdim=True)
+    if bool((norms == 0).any()):
+        raise ValueError(f"the model returned a zero embedding for some {what}.")
+    return emb / norms
+
+
+def _unsort(out, order):
+    """Rows of ``out`` (in ``order``) put back in input order (numpy or torch)."""
+    if isinstance(out, np.ndarray):
+        result = np.empty_like(out)
+        result[order] = out
+        return result
+    import torch
+
+    result = torch.empty_like(out)
+    result[torch.as_tensor(order, device=out.device)] = out
+    return result

@@ -123,6 +123,17 @@ def estimator_encoder(owner):
     Cached on ``owner`` as ``_encoder_obj``/``_encoder_spec`` and resolved
     again when ``set_params`` has changed the encoder or the device since
     (weights load lazily).
+
+    Parameters
+    ----------
+    owner : object
+        An estimator with ``encoder`` and ``device`` parameters
+        (:class:`~sksplice.CLIPEmbedder`, :class:`~sksplice.SpliceTransformer`).
+
+    Returns
+    -------
+    encoder : Encoder
+        The resolved encoder.
     """
     enc = getattr(owner, "_encoder_obj", None)
     spec = getattr(owner, "_encoder_spec", None)

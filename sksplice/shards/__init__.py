@@ -25,7 +25,7 @@ guaranteed, and tested by fault injection, is in ``docs/reliability.md``.
 
 from .._defaults import IMAGE_EXTENSIONS
 from ..exceptions import BadImageError, FolderInUseError
-from ._decompose import decompose_image_files, image_transformer
+from ._decompose import codes_and_cosine, decompose_image_files, image_transformer
 from ._files import list_image_files, read_images
 from ._format import (
     Decomposition,
@@ -42,6 +42,7 @@ __all__ = [
     "BadImageError",
     "Decomposition",
     "FolderInUseError",
+    "codes_and_cosine",
     "decompose_image_files",
     "decompose_to_shards",
     "image_transformer",

@@ -246,7 +246,7 @@ class BaseSolver:
         state.pop("_cache", None)
         return state
 
-    def solve(self, C, Z, l1, *, init=None, sparse_output=False):
+    def solve(self, C, Z, l1, *, init=None, sparse_output=False, check_input=True):
         """Solve the nonnegative lasso for every row of ``Z``.
 
         Parameters
@@ -263,12 +263,21 @@ class BaseSolver:
             Return the codes as a ``scipy.sparse.csr_matrix`` (built from the
             working sets directly by the working-set solver, without a dense
             intermediate).
+        check_input : bool, default=True
+            Validate and batch the inputs; ``False`` (for callers that have
+            validated them and cut batches of at most ``batch_size`` rows)
+            hands them to the solver as they are.
 
         Returns
         -------
         result : SolverResult
             The codes and the per-sample diagnostics.
         """
+        if not check_input:
+            t0 = time.perf_counter()
+            res = self._solve(C, Z, float(l1), init, sparse=bool(sparse_output))
+            res.time = time.perf_counter() - t0
+            return res
         Z = np.asarray(Z)
         if Z.dtype not in (np.float32, np.float64):
             Z = Z.astype(np.float64)

@@ -10,7 +10,6 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
@@ -19,25 +18,22 @@ from .._inputs import (
     INPUT_KINDS,
     as_rows,
     check_dimension,
-    check_embeddings,
     guess_kind,
     is_dask_collection,
-    same_rows,
 )
-from .._utils import progress_bar, resolve_device, user_stacklevel
-from ..core import degenerate_rows, recompose, reconstruction_cosine
+from .._utils import resolve_device, to_numpy, user_stacklevel
+from ..core import recompose, reconstruction_cosine
 from ..dictionary import ConceptDictionary
-from ..exceptions import DegenerateInputWarning
-from ..solvers import SOLVERS, get_solver, solve_batched
+from ..solvers import SOLVERS, BaseSolver
+from ._array_api import array_api_target, from_working, to_host, to_working
+from ._checks import check_encode_input, check_fitted, named, on_accelerator, ready
+from ._function import resolve_solver, splice_encode
 from ._models import ModelsMixin
 from ._output import OutputMixin
 
 __all__ = ["SpliceTransformer"]
 
 logger = logging.getLogger("sksplice")
-
-#: transforms of more rows than this show a progress bar when ``verbose``
-_PROGRESS_MIN_ROWS = 2048
 
 
 class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimator,
@@ -105,9 +101,12 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         text must be asked for.  ``X`` may be a list, a numpy array, a torch
         tensor, or a one-column pandas/polars DataFrame or Series (read row
         by row).
-    solver : str, default="auto"
-        ``"auto"`` picks the fastest exact solver for the device; see
-        :func:`sksplice.list_solvers`.
+    solver : str or BaseSolver, default="auto"
+        A solver name (``"auto"`` picks the fastest exact solver for the
+        device; see :func:`sksplice.list_solvers`) or a configured instance
+        such as ``ActiveSetSolver(working_set=32)``, used with its own
+        ``tol``, ``max_iter``, ``device`` and ``batch_size`` (``fit`` works
+        on a copy; the instance passed is never changed).
     device : str, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     batch_size : int, default=1024
@@ -126,13 +125,16 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         CLIP embeddings, see the user guide); ``1.0`` returns the exact
         SpLiCE weights.
     n_jobs : int, default=None
-        Parallel workers for the ``"sklearn"`` solver.
+        Deprecated (a ``FutureWarning`` when set): pass
+        ``solver=LassoSolver(n_jobs=...)``.  Parallel workers for the
+        ``"sklearn"`` solver.
     cache_dir : str or path, default=None
         Where vocabularies, means and dictionaries are cached
         (``SKSPLICE_CACHE``, else the user cache directory).
     verbose : int, default=0
-        ``0`` is silent; ``1`` shows progress bars while the vocabulary is
-        encoded and on long transforms, and logs to the ``"sksplice"`` logger.
+        ``0`` is silent; ``1`` shows progress bars while the vocabulary and
+        the inputs are encoded and while 1,000 rows or more are decomposed,
+        and logs to the ``"sksplice"`` logger.
 
     Attributes
     ----------
@@ -176,6 +178,9 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
     True
     """
 
+    _doc_link_module = "sksplice"
+    _doc_link_template = _defaults.API_PAGE_TEMPLATE
+
     _parameter_constraints: dict = {
         "l1": [Interval(numbers.Real, 0, None, closed="left")],
         "n_nonzero": [Interval(numbers.Integral, 1, None, closed="left"), None],
@@ -189,7 +194,7 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         "prompt_template": [str],
         "image_mean": [StrOptions({"auto", "fit"}), "array-like", None],
         "input": [StrOptions(set(INPUT_KINDS))],
-        "solver": [StrOptions({"auto", *SOLVERS})],
+        "solver": [StrOptions({"auto", *SOLVERS}), BaseSolver],
         "device": [str],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left"), None],
@@ -266,41 +271,10 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         self : SpliceTransformer
             The fitted transformer.
         """
-        # Everything is computed into locals first: a failing fit leaves the
-        # estimator exactly as it was (nothing half-written).
-        resolve_device(self.device)
-        rows = kind = X_emb = None
-        if X is not None:
-            rows = as_rows(X)
-            kind = self.input if self.input != "auto" else guess_kind(rows)
-            if kind == "embedding":
-                X_emb = check_embeddings(rows)
-        dictionary, source = self._resolve_dictionary(
-            None if X_emb is None else X_emb.shape[1]
-        )
-        if X_emb is not None:
-            check_dimension(X_emb.shape[1], dictionary.n_features, self._dictionary_source())
-        image_mean, X_emb, source = self._resolve_mean(X, rows, kind, X_emb, dictionary, source)
-        solver = self.build_solver()
-        if kind == "embedding":
-            validate_data(self, _named(X, X_emb), reset=True, skip_check_array=True)
-        else:
-            self.n_features_in_ = dictionary.n_features
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        self.input_kind_ = kind or self.input
-        self.dictionary_ = dictionary
-        self.concept_names_ = dictionary.names
-        self.image_mean_ = image_mean
-        self.solver_ = solver
-        self._model_source = source
-        # fit_transform reuses the embeddings fit computed (each image encoded once)
-        keep = getattr(self, "_keep_fit_embeddings", False) and kind in ("image", "text")
-        self._fit_embeddings = (rows, X_emb) if keep and X_emb is not None else None
-        logger.info("fitted SpliceTransformer: %d concepts, %d features, input %s",
-                    dictionary.n_concepts, dictionary.n_features, self.input_kind_)
+        self._fit(X)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None, **fit_params):
         """Fit, then transform ``X``, encoding each image or text once.
 
@@ -318,13 +292,63 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         codes : scipy.sparse.csr_matrix or ndarray of shape (n_samples, n_concepts)
             As :meth:`transform`.
         """
-        self._keep_fit_embeddings = True
-        try:
-            self.fit(X, y)
+        encoded = self._fit(X)
+        if encoded is None:
             return self.transform(X)  # wrapped for set_output there
-        finally:
-            del self._keep_fit_embeddings
-            self._fit_embeddings = None
+        codes, _ = self._decompose(encoded)  # the embeddings fit computed: encoded once
+        return self._wrap_output(self._scaled(codes), X)
+
+    def _fit(self, X):
+        """Fit; returns the embeddings of image or text ``X`` when fit encoded them, else None.
+
+        Everything is computed into locals first: a failing fit leaves the
+        estimator exactly as it was (nothing half-written).
+        """
+        if self.n_jobs is not None:
+            warnings.warn(
+                "SpliceTransformer(n_jobs=...) is deprecated and will be removed; pass "
+                f"solver=LassoSolver(n_jobs={self.n_jobs!r}) instead (only the 'sklearn' "
+                "solver reads it).", FutureWarning, stacklevel=user_stacklevel(),
+            )
+        resolve_device(self.device)
+        target = array_api_target(X, self.image_mean)
+        X = to_working(X, target)
+        rows = kind = X_emb = None
+        if X is not None:
+            rows = as_rows(X)
+            kind = self.input if self.input != "auto" else guess_kind(rows)
+            if kind == "embedding":
+                X_emb = check_encode_input(rows)
+        self._warn_unused(kind)
+        dictionary, source = self._resolve_dictionary(
+            None if X_emb is None else X_emb.shape[1]
+        )
+        if X_emb is not None:
+            check_dimension(X_emb.shape[1], dictionary.n_features, self._dictionary_source())
+        image_mean, X_emb, source = self._resolve_mean(
+            X, rows, kind, X_emb, dictionary, source)
+        solver = self.build_solver()
+        if kind == "embedding":
+            validate_data(self, named(X, X_emb), reset=True, skip_check_array=True)
+        else:
+            self.n_features_in_ = dictionary.n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        self.input_kind_ = kind or self.input
+        self.dictionary_ = dictionary
+        # under array_api_dispatch the fitted mean follows the input's namespace
+        self.image_mean_ = from_working(image_mean, target)
+        self.solver_ = solver
+        self._model_source = source
+        logger.info("fitted SpliceTransformer: %d concepts, %d features, input %s",
+                    dictionary.n_concepts, dictionary.n_features, self.input_kind_)
+        return X_emb if kind in ("image", "text") else None
+
+    @property
+    def concept_names_(self):
+        """ndarray of shape (n_concepts,): the concept names (``dictionary_.names``)."""
+        check_is_fitted(self, "dictionary_")
+        return self.dictionary_.names
 
     def build_solver(self):
         """A solver configured from this estimator's parameters.
@@ -332,14 +356,14 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         Returns
         -------
         solver : BaseSolver
-            What :meth:`fit` stores in ``solver_``; ``device="auto"`` resolves
-            to the best device the solver runs on, where this is called.
+            What :meth:`fit` stores in ``solver_``: a copy of a ``solver``
+            instance, or one built from the name with ``tol``, ``max_iter``,
+            ``device`` and ``batch_size``; ``device="auto"`` resolves to the
+            best device the solver runs on, where this is called.
         """
-        return get_solver(
-            self.solver, tol=self.tol, max_iter=self.max_iter,
-            device=str(self.device), batch_size=self.batch_size,
-            n_jobs=self.n_jobs,
-        )
+        return resolve_solver(self.solver, tol=self.tol, max_iter=self.max_iter,
+                              device=self.device, batch_size=self.batch_size,
+                              n_jobs=self.n_jobs)
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
@@ -357,18 +381,25 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
             Nonnegative concept features, dtype following the input (float32
             or float64).  Use :meth:`decompose` for the unscaled weights.
         """
-        _check_fitted(self)
+        check_fitted(self)
         if is_dask_collection(X):
             from .._dask import transform_dask
 
             return transform_dask(self, X)
-        codes, _ = self._decompose(self._embed(X))
+        target = None if self.sparse_output else array_api_target(X)
+        codes, _ = self._decompose(self._embed(to_working(X, target)))
+        if target is not None:
+            return from_working(self._scaled(codes), target)
+        return self._wrap_output(self._scaled(codes), X)
+
+    def _scaled(self, codes):
+        """``output_scale`` times the weights, in place."""
         if self.output_scale != 1:
             if sp.issparse(codes):
                 codes.data *= codes.dtype.type(self.output_scale)
             else:
                 codes *= codes.dtype.type(self.output_scale)
-        return self._wrap_output(codes, X)
+        return codes
 
     def decompose(self, X):
         """The exact SpLiCE weights together with the solver's per-sample diagnostics.
@@ -384,9 +415,9 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
             The weights ``w`` (never rescaled by ``output_scale``).
         info : SolverResult
             Per-sample iterations, objective, relative duality gap and
-            convergence flags (``info.codes`` is dropped to save memory).
+            convergence flags (``info.codes`` is ``codes`` itself).
         """
-        _check_fitted(self)
+        check_fitted(self)
         return self._decompose(self._embed(X))
 
     def decompose_embeddings(self, X):
@@ -407,10 +438,9 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         info : SolverResult
             The solver's per-sample diagnostics.
         """
-        _check_fitted(self)
-        if not _ready(X, self.dictionary_.n_features):
-            X = check_embeddings(as_rows(X))
-            check_dimension(X.shape[1], self.dictionary_.n_features, self._dictionary_source())
+        check_fitted(self)
+        if not ready(X, self.dictionary_.n_features):
+            X = check_encode_input(X, self.dictionary_.n_features, self._dictionary_source())
         return self._decompose(X)
 
     def embed(self, X):
@@ -429,8 +459,8 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         X_emb : ndarray of shape (n_samples, n_features)
             Float32 or float64 embeddings (not yet normalised or centred).
         """
-        _check_fitted(self)
-        return self._embed(X)
+        check_fitted(self)
+        return to_numpy(self._embed(X))
 
     def inverse_transform(self, X):
         """Dense reconstructions ``normalize(normalize(codes @ C) + mu)``.
@@ -450,8 +480,10 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
             Unit-norm reconstructed embeddings; all-zero codes give
             ``normalize(image_mean_)``.
         """
-        _check_fitted(self)
-        W = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32])
+        check_fitted(self)
+        target = array_api_target(X)
+        W = check_array(to_working(X, target), accept_sparse="csr",
+                        dtype=[np.float64, np.float32])
         k = self.dictionary_.n_concepts
         if W.shape[1] != k:
             raise ValueError(
@@ -459,8 +491,9 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
                 "pass codes produced by this transformer."
             )
         C = self.dictionary_.embeddings.astype(W.dtype, copy=False)
-        mean = None if self.image_mean_ is None else self.image_mean_.astype(W.dtype)
-        return recompose(W, C, mean)
+        mean = self._host_mean()
+        mean = None if mean is None else mean.astype(W.dtype)
+        return from_working(recompose(W, C, mean), target)
 
     def score(self, X, y=None):
         """Mean cosine similarity between each input and its reconstruction.
@@ -479,10 +512,11 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         score : float
             The mean reconstruction cosine (1 is perfect).
         """
-        _check_fitted(self)
-        X_emb = self._embed(X)
+        check_fitted(self)
+        X_emb = self._embed(to_working(X, array_api_target(X)))
         codes, _ = self._decompose(X_emb)
-        return float(np.mean(reconstruction_cosine(X_emb, self.inverse_transform(codes))))
+        return float(np.mean(reconstruction_cosine(to_numpy(X_emb),
+                                                   self.inverse_transform(codes))))
 
     def get_feature_names_out(self, input_features=None):
         """Concept names, one per output column.
@@ -497,7 +531,7 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         feature_names_out : ndarray of str objects of shape (n_concepts,)
             The concept names.
         """
-        _check_fitted(self)
+        check_fitted(self)
         return np.asarray(self.concept_names_, dtype=object)
 
     def __sklearn_tags__(self):
@@ -505,92 +539,59 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         tags.input_tags.sparse = False
         tags.input_tags.string = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        # dense codes follow the input's namespace and device; CSR codes stay scipy
+        tags.array_api_support = not self.sparse_output
         return tags
 
     def __getstate__(self):
         state = super().__getstate__()
-        # a loaded CLIP model is rebuilt on demand, never pickled; nor are cached inputs
-        for name in ("_encoder_obj", "_encoder_spec", "_fit_embeddings",
-                     "_keep_fit_embeddings"):
+        # a loaded CLIP model is rebuilt on demand, never pickled
+        for name in ("_encoder_obj", "_encoder_spec"):
             state.pop(name, None)
         return state
 
     # --------------------------------------------------------- internals
     def _decompose(self, X_emb):
-        """The exact codes of validated embeddings (one solve_batched per block)."""
-        zero = degenerate_rows(X_emb)
-        if zero.size:
-            warnings.warn(
-                f"{zero.size} input row(s) are all zero and have no direction to decompose "
-                f"(rows {zero[:10].tolist()}{' ...' if zero.size > 10 else ''}); their codes "
-                "are zero. Drop them, or check how they were produced.",
-                DegenerateInputWarning, stacklevel=user_stacklevel(),
-            )
-        n = X_emb.shape[0]
-        step = n if not self.verbose or n < _PROGRESS_MIN_ROWS else max(self.batch_size, 1)
-        blocks, infos = [], []
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            with progress_bar(n, self.verbose and n >= _PROGRESS_MIN_ROWS,
-                              "decomposing", "row") as bar:
-                for start in range(0, max(n, 1), step):
-                    codes, info = solve_batched(
-                        X_emb[start:start + step], self.dictionary_.embeddings, self.l1,
-                        self.image_mean_, self.solver_, self.sparse_output,
-                        n_nonzero=self.n_nonzero,
-                    )
-                    blocks.append(codes)
-                    infos.append(info)
-                    bar.update(codes.shape[0])
-        for w in caught:  # re-issued at the user's call
-            warnings.warn(w.message, w.category, stacklevel=user_stacklevel())
-        if len(blocks) == 1:
-            return blocks[0], infos[0]
-        codes = sp.vstack(blocks, format="csr") if self.sparse_output else np.concatenate(blocks)
-        return codes, type(infos[0]).concatenate(infos)
+        """The exact codes of validated embeddings: :func:`splice_encode`, nothing validated."""
+        return splice_encode(
+            X_emb, self.dictionary_, l1=self.l1, image_mean=self._host_mean(),
+            solver=self.solver_, sparse_output=self.sparse_output, n_nonzero=self.n_nonzero,
+            return_diagnostics=True, check_input=False, verbose=self.verbose,
+        )
+
+    def _host_mean(self):
+        """``image_mean_`` as numpy (it follows the input's namespace under Array API fits)."""
+        mean = self.image_mean_
+        if mean is None or type(mean) is np.ndarray:
+            return mean
+        return to_host(mean)
 
     def _embed(self, X):
-        """Validated embeddings for ``X`` (encoded when it holds images or texts)."""
+        """Validated embeddings for ``X`` (encoded when it holds images or texts).
+
+        On a GPU, image and text embeddings stay there (a torch tensor).
+        """
         if (
             type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind == "f"
             and self.input in ("auto", "embedding")
         ):  # the hot path: a float array of embeddings
             rows, kind = X, "embedding"
         else:
-            rows = as_rows(X)
+            rows = as_rows(X) if not on_accelerator(X) else X
             kind = self.input if self.input != "auto" else guess_kind(rows)
         d = self.dictionary_.n_features
-        if _ready(X, d) and not hasattr(self, "feature_names_in_"):
+        if ready(X, d) and "feature_names_in_" not in self.__dict__:
             return X  # nothing check_array would change or refuse: validated once, here
         if kind == "embedding":
-            X_emb = check_embeddings(rows)
-            check_dimension(X_emb.shape[1], d, self._dictionary_source())
-            validate_data(self, _named(X, X_emb), reset=False, skip_check_array=True)
+            X_emb = check_encode_input(rows, d, self._dictionary_source())
+            if not on_accelerator(X_emb):
+                validate_data(self, named(X, X_emb), reset=False, skip_check_array=True)
             return X_emb
-        cached = getattr(self, "_fit_embeddings", None)
-        if cached is not None and same_rows(cached[0], rows):
-            return cached[1]  # fit_transform: encoded once, in fit
-        X_emb = check_array(self._encode(rows, kind), dtype=[np.float64, np.float32])
+        if isinstance(rows, np.ndarray) and kind == "image" and rows.ndim == 3:
+            rows = rows[None]  # one uint8 image
+        on_gpu = resolve_device(getattr(self.solver_, "device", "cpu")).type != "cpu"
+        X_emb = self._encode(rows, kind, return_tensor=on_gpu)
+        if not on_gpu:
+            X_emb = check_array(X_emb, dtype=[np.float64, np.float32])
         check_dimension(X_emb.shape[1], d, self._dictionary_source())
         return X_emb
-
-
-def _named(X, X_emb):
-    """``X`` when it is a frame whose columns are the embedding's (for feature names)."""
-    if hasattr(X, "columns") and X.shape[1] == X_emb.shape[1]:
-        return X
-    return X_emb
-
-
-def _check_fitted(est):
-    """``check_is_fitted`` on the hot path: one attribute lookup when fitted."""
-    if "dictionary_" not in est.__dict__:
-        check_is_fitted(est, "dictionary_")
-
-
-def _ready(X, d):
-    """Whether ``X`` is already what validation would return (the batch-1 hot path)."""
-    return (
-        type(X) is np.ndarray and X.ndim == 2 and X.dtype in (np.float32, np.float64)
-        and X.shape[1] == d and X.shape[0] > 0 and bool(np.isfinite(X).all())
-    )

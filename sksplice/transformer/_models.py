@@ -13,13 +13,24 @@ import warnings
 import numpy as np
 from sklearn.utils.validation import check_array
 
+from .. import _defaults
 from .._inputs import check_dimension, check_mean
 from .._utils import user_stacklevel
-from ..core import center_embeddings
 from ..dictionary import as_concept_dictionary
 from ..exceptions import CenteringWarning, ModelMismatchWarning
+from ._function import fit_mean
 
 __all__ = ["ModelsMixin"]
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _same(value, default):
+    """Whether a parameter is at its default (strings and numbers, never arrays)."""
+    return type(value) is type(default) and value == default
 
 logger = logging.getLogger("sksplice")
 
@@ -63,35 +74,49 @@ class ModelsMixin:
 
     def _get_encoder(self):
         """The CLIP encoder, resolved once per (encoder, device) (weights load lazily)."""
-        from ..encoders._factory import estimator_encoder
+        from ..encoders import estimator_encoder
 
         return estimator_encoder(self)
 
-    def _encode(self, rows, kind, source=None):
-        """Encode image or text rows (one encoder call per batch); checks the row count."""
-        if isinstance(rows, np.ndarray) and kind == "image" and rows.ndim == 3:
-            rows = rows[None]  # one uint8 image
+    def _encode(self, rows, kind, source=None, return_tensor=False):
+        """Encode image or text rows with :class:`~sksplice.CLIPEmbedder` (the one encoder path).
+
+        ``source`` is the model the dictionary or mean came from (in ``fit``,
+        what this fit resolved, not a previous fit's).
+        """
+        from ..embedder import CLIPEmbedder
+
         if len(rows) == 0:
             raise ValueError(f"X is empty: pass at least one {kind}.")
         enc = self._get_encoder()
-        # in fit, compare with what this fit resolved (``source``), not a previous fit
         self._warn_model_mismatch(enc, source if source is not None else getattr(
             self, "_model_source", None))
-        progress = bool(self.verbose)
-        if kind == "image":
-            emb = enc.encode_images(rows, batch_size=min(self.batch_size, 256),
-                                    progress=progress)
-        else:
-            if isinstance(rows, np.ndarray):
-                rows = rows.ravel().tolist()
-            emb = enc.encode_texts(list(rows), batch_size=min(self.batch_size, 1024),
-                                   progress=progress)
-        if len(emb) != len(rows):
-            raise ValueError(
-                f"the encoder returned {len(emb)} embeddings for {len(rows)} {kind} rows; "
-                "an encoder must return one row per input."
+        batch = min(self.batch_size, 256 if kind == "image" else 1024)
+        embedder = CLIPEmbedder(enc, input=kind, batch_size=batch, device=self.device,
+                                progress=bool(self.verbose))
+        return embedder.encode(rows, return_tensor=return_tensor)
+
+    def _warn_unused(self, kind):
+        """Warn when ``dictionary=`` is given and a parameter that only builds one is set.
+
+        ``encoder`` still encodes image and text inputs, so it is named only
+        when ``fit`` saw embeddings.
+        """
+        if self.dictionary is None:
+            return
+        names = ["vocabulary", "vocabulary_size"] + (["encoder"] if kind == "embedding" else [])
+        defaults = {"encoder": _defaults.ENCODER, "vocabulary": _defaults.VOCABULARY,
+                    "vocabulary_size": _defaults.VOCABULARY_SIZE}
+        unused = [f"{n}={_short(getattr(self, n))}" for n in names
+                  if not _same(getattr(self, n), defaults[n])]
+        if unused:
+            warnings.warn(
+                f"dictionary= is given, so {', '.join(unused)} "
+                f"{'is' if len(unused) == 1 else 'are'} not used: they build a dictionary "
+                "when dictionary=None (encoder also encodes image and text inputs). Leave "
+                "them at their defaults, or pass dictionary=None to build one from them.",
+                UserWarning, stacklevel=user_stacklevel(),
             )
-        return emb
 
     def _warn_model_mismatch(self, enc, source):
         """Warn when ``enc`` is not ``source``, the model the dictionary or mean came from."""
@@ -185,4 +210,4 @@ class ModelsMixin:
             X_emb = check_array(self._encode(rows, kind, source or ""),
                                 dtype=[np.float64, np.float32])
             check_dimension(X_emb.shape[1], d, self._dictionary_source())
-        return center_embeddings(X_emb.astype(np.float64), None).mean(axis=0), X_emb, source
+        return fit_mean(X_emb), X_emb, source
