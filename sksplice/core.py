@@ -99,16 +99,24 @@ def center_embeddings(X, mean, *, return_degenerate=False):
     if type(X).__module__.split(".")[0] == "torch":
         Z, degenerate = _center_torch(X, mean)
     else:
-        Z = normalize_rows(X, eps=0.0)
-        degenerate = ~Z.any(axis=1)
+        Z, degenerate = _unit_rows(X)
         if mean is not None:
             mean = np.asarray(mean, dtype=Z.dtype)
             Z -= mean
-            norms = _safe_norms(Z)
-            floor = rounding_floor(Z.dtype, float(np.linalg.norm(mean)))
-            degenerate |= norms <= floor
-            np.divide(Z, np.where(degenerate, 1.0, norms)[:, None].astype(Z.dtype), out=Z)
-            Z[degenerate] = 0.0
+            sq = np.einsum("ij,ij->i", Z, Z)
+            floor = rounding_floor(Z.dtype, float(np.sqrt(mean @ mean)))
+            if degenerate is None:
+                degenerate = sq <= floor * floor
+            else:
+                degenerate |= sq <= floor * floor
+            tiny = 1e-30 if Z.dtype == np.float32 else 1e-280
+            norms = np.sqrt(sq) if np.all(degenerate | (sq > tiny)) else _safe_norms(Z)
+            if degenerate.any():
+                norms[degenerate] = 1.0
+                Z[degenerate] = 0.0
+            Z /= norms[:, None]
+        elif degenerate is None:
+            degenerate = np.zeros(len(Z), dtype=bool)
     return (Z, degenerate) if return_degenerate else Z
 
 
@@ -127,9 +135,31 @@ def rounding_floor(dtype, mean_norm):
     floor : float
         ``8 * eps(dtype) * (1 + mean_norm)``.
     """
-    eps = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23}.get(
-        str(dtype).replace("torch.", ""), 2.0**-52)
+    eps = _EPS.get(dtype)
+    if eps is None:
+        eps = _EPS.get(str(dtype).replace("torch.", ""), 2.0**-52)
     return 8.0 * eps * (1.0 + mean_norm)
+
+
+#: machine epsilon by dtype (numpy dtypes, and names for torch's)
+_EPS = {np.dtype(np.float16): 2.0**-10, np.dtype(np.float32): 2.0**-23,
+        np.dtype(np.float64): 2.0**-52, "float16": 2.0**-10, "bfloat16": 2.0**-7,
+        "float32": 2.0**-23, "float64": 2.0**-52}
+
+
+def _unit_rows(X):
+    """``(normalize_rows(X, eps=0), zero rows)``, directly when no norm can over- or underflow.
+
+    The mask is None on the direct path (no row is zero there).
+    """
+    X = np.asarray(X)
+    if X.dtype.kind == "f" and X.dtype.itemsize >= 4 and X.ndim == 2 and X.shape[1]:
+        sq = np.einsum("ij,ij->i", X, X)
+        lo, hi = (1e-30, 1e30) if X.dtype == np.float32 else (1e-280, 1e280)
+        if np.all((sq > lo) & (sq < hi)):  # every row safely away from 0 and overflow
+            return X / np.sqrt(sq)[:, None], None
+    Z = normalize_rows(X, eps=0.0)
+    return Z, ~Z.any(axis=1)
 
 
 def _safe_norms(Z):

@@ -256,7 +256,8 @@ def test_fit_transform_encodes_each_image_once(encoder_spec, image_files, monkey
     W = st.fit_transform(paths)
     assert sum(calls) == len(paths)
     np.testing.assert_allclose(W.toarray(), st.transform(paths).toarray(), atol=1e-5)
-    assert st._fit_embeddings is None  # nothing kept after fit_transform
+    # nothing kept after fit_transform: no attribute holds the fit's embeddings
+    assert not [k for k in vars(st) if "embedding" in k]
 
 
 @pytest.mark.slow

@@ -276,6 +276,9 @@ def _diagnostics(results, codes, solver):
 
 def _reissue(caught, degenerate, info, solver):
     """The loop's warnings, once each, at the user's call."""
+    bad = ~np.asarray(info.converged, dtype=bool)
+    if not (degenerate.size or caught or bad.any()):
+        return
     level = user_stacklevel()
     if degenerate.size:
         rows = degenerate[:10].tolist()
@@ -286,7 +289,6 @@ def _reissue(caught, degenerate, info, solver):
             "they were produced.",
             DegenerateInputWarning, stacklevel=level,
         )
-    bad = ~np.asarray(info.converged, dtype=bool)
     for w in caught:  # the solvers' own, unless the summary below covers them
         if not (bad.any() and issubclass(w.category, ConvergenceWarning)):
             warnings.warn(w.message, w.category, stacklevel=level)
@@ -307,4 +309,6 @@ def _check_number(name, value, kind, low):
 
 
 def _np_dtype(dtype):
+    if isinstance(dtype, np.dtype):
+        return dtype
     return np.dtype(str(dtype).replace("torch.", ""))
