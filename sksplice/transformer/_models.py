@@ -110,12 +110,15 @@ class ModelsMixin:
         unused = [f"{n}={_short(getattr(self, n))}" for n in names
                   if not _same(getattr(self, n), defaults[n])]
         if unused:
+            one = len(unused) == 1
             warnings.warn(
-                f"dictionary= is given, so {', '.join(unused)} "
-                f"{'is' if len(unused) == 1 else 'are'} not used: they build a dictionary "
-                "when dictionary=None (encoder also encodes image and text inputs). Leave "
-                "them at their defaults, or pass dictionary=None to build one from them.",
-                UserWarning, stacklevel=user_stacklevel(),
+                f"{', '.join(unused)} {'is' if one else 'are'} unused: dictionary= is given, "
+                f"and {'this parameter builds' if one else 'these parameters build'} a "
+                "dictionary only when dictionary=None"
+                + (" (encoder also encodes image and text inputs, but fit got embeddings)"
+                   if any(u.startswith("encoder=") for u in unused) else "")
+                + ". Leave it at its default, or pass dictionary=None to build the dictionary "
+                "from it.", UserWarning, stacklevel=user_stacklevel(),
             )
 
     def _warn_model_mismatch(self, enc, source):
