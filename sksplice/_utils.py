@@ -147,7 +147,7 @@ def progress_bar(total, enabled, desc, unit):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit)  # left on screen: the record of a long run
 
 
 class _NoBar:
