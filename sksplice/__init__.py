@@ -25,6 +25,7 @@ _EXPORTS = {
     "SpliceTransformer": "transformer",
     "splice_encode": "transformer",
     "ConceptEditor": "editing",
+    "ZeroShotClassifier": "zero_shot",
     "list_solvers": "solvers",
     "get_solver": "solvers",
     "solve_n_nonzero": "solvers",

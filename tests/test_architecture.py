@@ -30,7 +30,7 @@ LAYERS = [
      "sksplice.concepts", "sksplice.encoders"},
     {"sksplice._dask"},
     {"sksplice._inputs", "sksplice.transformer", "sksplice.embedder", "sksplice.compat"},
-    {"sksplice.editing", "sksplice.analysis", "sksplice.plotting"},
+    {"sksplice.editing", "sksplice.zero_shot", "sksplice.analysis", "sksplice.plotting"},
     {"sksplice.shards"},
     {"sksplice.cli", "sksplice.__main__"},
     {"sksplice"},  # the package's lazy __init__ sits on top
