@@ -295,7 +295,8 @@ def check_embeddings(X):
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-        Embeddings (float16 and integers become float64).
+        Embeddings (float16 and integers become float64; rows are made C-contiguous, so
+        a column-major frame gives bit-for-bit the codes of its row-major array).
 
     Returns
     -------
@@ -309,7 +310,7 @@ def check_embeddings(X):
             "for images a list of image paths (or input='image')."
         )
     try:
-        return check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1)
+        return check_array(X, dtype=[np.float64, np.float32], order="C", ensure_min_samples=1)
     except ValueError as exc:
         msg = str(exc)
         if "convert" in msg and "float" in msg or "decimal numbers" in msg:

@@ -182,7 +182,7 @@ class CLIPEmbedder(TransformerMixin, BaseEstimator):
                                     return_tensor=return_tensor)
         if len(emb) != len(rows):
             raise ValueError(
-                f"the encoder returned {len(emb)} embeddings for {len(rows)} rows; an "
+                f"the encoder returned {len(emb)} embeddings for {len(rows)} {self.input} rows; an "
                 "encoder must return one row per input."
             )
         return emb
