@@ -131,6 +131,10 @@ class Explanations(list):
     def __str__(self):
         return "\n".join(str(e) for e in self)
 
+    def __repr__(self):
+        n = sum(1 for e in self if e.is_empty)
+        return f"Explanations(n_samples={len(self)}, n_empty={n})"
+
     def _repr_html_(self):
         from .._html import (
             NOTEBOOK_ROWS,

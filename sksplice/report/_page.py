@@ -38,10 +38,14 @@ def _gallery(c, items, size, caption=None):
 
 
 def _table(table_id, columns, rows, *, label):
-    """A sortable, filterable table; ``columns`` are (title, is_number) pairs."""
+    """A sortable, filterable table; ``columns`` are (title, is_number) pairs.
+
+    A column whose ``is_number`` is None holds pictures: it is not sortable.
+    """
     head = "".join(
-        f'<th scope="col" class="{"num" if num else ""}"><button type="button">{esc(t)}'
-        "</button></th>" for t, num in columns)
+        f'<th scope="col" class="{"num" if num else ""}">'
+        + (esc(t) if num is None else f'<button type="button">{esc(t)}</button>') + "</th>"
+        for t, num in columns)
     body = []
     for r in rows:
         cells = []
@@ -112,7 +116,7 @@ def _top_section(c, size):
         rows.append([rank, t["concept"], t["frequency"], t["mean_weight"], (gal, None)])
     table = _table("concept-table", [("rank", True), ("concept", False), ("frequency", True),
                                      ("mean weight", True),
-                                     ("images where it weighs most (weight)", False)],
+                                     ("images where it weighs most (weight)", None)],
                    rows, label="concepts")
     return ('<section id="concepts"><h2>Top concepts of the dataset</h2><p class="muted">'
             "Frequency: the fraction of images using the concept; mean weight: over all "
