@@ -17,6 +17,7 @@ from _report_helpers import (
     LAYOUT,
     decomposition_folder,
     external_urls,
+    notebook_views,
     thumbnail_uris,
 )
 
@@ -181,37 +182,8 @@ def test_micrograph_report_from_embeddings(micrographs, lvis, clip_image_mean, t
 
 
 # ------------------------------------------------------------------ notebook views
-def _views(folder):
-    from sksplice import ConceptDictionary, load_decomposition
-    from sksplice.analysis import SparsitySweep, class_concepts, concept_association, explain
-
-    d = load_decomposition(folder)
-    labels = d.class_names_of_rows()
-    keep = labels != ""
-    rng = np.random.default_rng(0)
-    return {
-        "Explanations": explain(d.codes, d.concept_names, cosine=d.cosine,
-                                sample_ids=[str(folder.parent / "images" / p)
-                                            for p in d.images]),
-        "ClassConcepts": class_concepts(d.codes, d.concept_names, labels),
-        "ConceptAssociation": concept_association(d.codes[keep], d.concept_names,
-                                                  labels[keep], random_state=0,
-                                                  n_permutations=99),
-        "SparsitySweep": SparsitySweep(l1=np.array([0.1, 0.2]), mean_l0=np.array([9.0, 4.0]),
-                                       cosine=np.array([0.9, 0.8]),
-                                       zero_fraction=np.array([0.0, 0.1]),
-                                       accuracy=np.array([0.7, 0.6]),
-                                       accuracy_std=np.array([0.01, 0.02]),
-                                       scoring="accuracy"),
-        "Decomposition": d,
-        "ConceptDictionary": ConceptDictionary(list(d.concept_names),
-                                               rng.normal(size=(len(d.concept_names), 8)),
-                                               metadata={"model": "<toy>"}),
-    }
-
-
 def test_every_result_type_has_a_notebook_view(folder):
-    views = _views(folder)
+    views = notebook_views(folder)
     for name, obj in views.items():
         out = obj._repr_html_()
         assert out.startswith('<div class="sksplice-table"><table'), name
