@@ -44,6 +44,7 @@ vertical-align:middle;flex:none}
 max-width:calc(var(--t) + 8px)}
 .gallery figcaption{font-size:.72em;color:var(--muted);overflow-wrap:anywhere;
 text-align:center;max-width:100%}
+ul.names{margin:0;padding-left:1.1em;font-size:.85em;columns:2 14em}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:12px}
 .card{background:var(--card);border-radius:8px;padding:10px 12px}
 .bar{display:grid;grid-template-columns:minmax(6em,40%) 1fr auto;gap:6px;align-items:center;

@@ -28,6 +28,12 @@ def _thumb(c, row, thumb_id, size):
 
 
 def _gallery(c, items, size, caption=None):
+    if c["thumbs"].source is None:  # no images: the names, with the caption when given
+        entries = "".join(
+            f"<li>{esc(c['row_names'][item[0]])}"
+            + ("" if caption is None else f' <span class="muted">{caption(item)}</span>')
+            + "</li>" for item in items)
+        return f'<ul class="names">{entries}</ul>'
     figs = []
     for item in items:
         row, thumb_id = item[0], item[-1]
@@ -68,8 +74,10 @@ def _histogram(cos, bins=20):
     vals = cos[np.isfinite(cos)]
     if vals.size == 0:
         return ""
-    lo = min(float(vals.min()), 0.99)
-    counts, edges = np.histogram(vals, bins=bins, range=(lo, 1.0))
+    lo, hi = float(vals.min()), float(vals.max())
+    if hi - lo < 1e-3:
+        lo, hi = lo - 5e-4, hi + 5e-4
+    counts, edges = np.histogram(vals, bins=bins, range=(lo, hi))
     w, h, pad = 600, 160, 28
     bw = (w - 2 * pad) / bins
     top = max(int(counts.max()), 1)
@@ -80,10 +88,11 @@ def _histogram(cos, bins=20):
                     f'height="{bh:.1f}"><title>{edges[i]:.3f}-{edges[i + 1]:.3f}: {n} images'
                     "</title></rect>")
     labels = (f'<text x="{pad}" y="{h - 8}">{lo:.3f}</text>'
-              f'<text x="{w - pad}" y="{h - 8}" text-anchor="end">1.000</text>'
-              f'<text x="{pad}" y="16">{top} images</text>')
+              f'<text x="{w - pad}" y="{h - 8}" text-anchor="end">{hi:.3f}</text>'
+              f'<text x="{pad}" y="16">{top} image{"s" if top > 1 else ""}</text>')
     return (f'<svg class="hist" viewBox="0 0 {w} {h}" role="img" aria-label="histogram of '
-            f'reconstruction cosines, from {lo:.3f} to 1">{"".join(bars)}{labels}</svg>')
+            f'reconstruction cosines, from {lo:.3f} to {hi:.3f}">{"".join(bars)}{labels}'
+            "</svg>")
 
 
 def _run_section(c):
