@@ -220,3 +220,19 @@ def test_cli_report_command(folder, tmp_path, capsys):
               "max_thumbnails"):
         assert getattr(args, k) == defaults[k].default  # the library's defaults
     assert main(["report", str(tmp_path / "missing")]) == 1
+
+
+def test_large_reports_use_the_asymptotic_test_without_rare_concepts():
+    import warnings
+
+    from sksplice.report import build_report
+
+    rng = np.random.default_rng(2)
+    n = 2500
+    W = rng.random((n, 40)) * (rng.random((n, 40)) < np.linspace(0.0005, 0.3, 40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no anti-conservative rare-concept p-values
+        page = build_report(W, [f"c{i}" for i in range(40)], labels=rng.choice(["a", "b"], n))
+    assert "asymptotic rank-sum test" in page
+    m = re.search(r"concepts used by fewer than (\d+) images are not tested", page)
+    assert m and 10 <= int(m.group(1)) <= 12  # 5 * n / (the smaller group, about n / 2)

@@ -116,15 +116,25 @@ def _association(W, names, y, classes, k):
     n = lab.size
     test = "permutation" if n <= PERMUTATION_MAX else "asymptotic"
     groups = classes if len(classes) > 2 else None
-    assoc = concept_association(Wl, names, y[lab], groups=groups, test=test,
-                                n_permutations=N_PERMUTATIONS, correction="bh",
-                                random_state=0)
+    min_count = 1
+    if test == "asymptotic":
+        # the normal approximation needs a concept expected in >= 5 images of the
+        # smaller side of every comparison; the filter uses group sizes, not weights
+        sizes = np.array([np.sum(y[lab] == g) for g in classes])
+        smaller = np.minimum(sizes, n - sizes).min()
+        min_count = int(np.ceil(5 * n / max(smaller, 1)))
+    try:
+        assoc = concept_association(Wl, names, y[lab], groups=groups, test=test,
+                                    n_permutations=N_PERMUTATIONS, correction="bh",
+                                    min_count=min_count, random_state=0)
+    except ValueError:  # no concept is frequent enough to be tested
+        return None
     rows = []
     for g in assoc.groups:
         rows.extend(assoc.top(k, group=g, direction="both", significant=False))
     return {"rows": rows, "test": assoc.test, "n_tests": assoc.n_tests, "alpha": assoc.alpha,
             "n_permutations": assoc.n_permutations, "groups": [str(g) for g in assoc.groups],
-            "n_significant": int(np.sum(assoc.significant))}
+            "n_significant": int(np.sum(assoc.significant)), "min_count": min_count}
 
 
 def report_content(codes, concept_names, *, images=None, image_root=None, names=None,

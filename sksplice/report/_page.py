@@ -172,7 +172,9 @@ def _association_section(c):
             f'<p class="muted">{vs}: Mann-Whitney {test}; effect is the rank-biserial '
             "correlation (positive: more weight in the class); q is the Benjamini-Hochberg "
             f"adjusted p-value over {a['n_tests']} tests ({a['n_significant']} significant at "
-            f"alpha={a['alpha']}).</p>"
+            f"alpha={a['alpha']})"
+            + (f"; concepts used by fewer than {a['min_count']} images are not tested"
+               if a["min_count"] > 1 else "") + ".</p>"
             f"{_table('association-table', cols, rows, label='concepts or classes')}</section>")
 
 
