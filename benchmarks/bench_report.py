@@ -17,14 +17,17 @@ Run from the project root (one process, one machine)::
     python benchmarks/bench_report.py                        # 1,000 and 10,000 images
     python benchmarks/bench_report.py --sizes 1000 --in-memory 100000
 
-It prints one row per size: the time to decompose (context), to build the
-report, its size and its thumbnails, with the load average next to them.
+It prints one row per size: the time to decompose (context; "-" for a folder
+kept from an earlier ``--keep`` run), the median and fastest of ``--repeat``
+report builds (interleaved over the sizes), the report's size and its
+thumbnails, with the load average next to them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -56,7 +59,9 @@ def parse_args(argv=None):
                    help="numbers of generated images (default: 1000 10000)")
     p.add_argument("--in-memory", type=int, default=0, metavar="N",
                    help="also build a report of N rows from codes in memory (e.g. 100000)")
-    p.add_argument("--keep", default=None, help="folder to keep the outputs in")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="report builds per size, interleaved (median reported)")
+    p.add_argument("--keep", default=None, help="folder to keep the outputs in (reused)")
     return p.parse_args(argv)
 
 
@@ -101,28 +106,39 @@ def main(argv=None):
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench_report_"))
     est = estimator()
-    rows = []
-    last_paths = None
+    folders, decompose_s = {}, {}
     for n in args.sizes:
         root, out = work / f"images_{n}", work / f"out_{n}"
         if not root.exists():
             make_images(root, n)
-        images, classes = list_image_files(root)
+        try:  # a folder kept from an earlier run (--keep) is reused
+            kept = len(load_decomposition(out).images) == n
+        except (OSError, ValueError):
+            kept = False
         t0 = time.perf_counter()
-        decompose_to_shards(images, out, est, labels=classes, root=root, plots=False,
-                            overwrite=True)
-        t1 = time.perf_counter()
-        d = load_decomposition(out)
-        t2 = time.perf_counter()
-        path = d.to_html()
-        t3 = time.perf_counter()
+        if not kept:
+            images, classes = list_image_files(root)
+            decompose_to_shards(images, out, est, labels=classes, root=root, plots=False,
+                                overwrite=True)
+        decompose_s[n] = float("nan") if kept else time.perf_counter() - t0
+        folders[n] = out
+    times = {n: [] for n in args.sizes}
+    for _ in range(args.repeat):  # interleaved: each size once per round
+        for n in args.sizes:
+            t2 = time.perf_counter()
+            load_decomposition(folders[n]).to_html()  # what `sksplice report` runs
+            times[n].append(time.perf_counter() - t2)
+    rows = []
+    for n in args.sizes:
+        path = folders[n] / "report.html"
         page = path.read_text(encoding="utf-8")
-        rows.append((f"{n} images (folder)", t1 - t0, t3 - t2, path.stat().st_size,
-                     page.count("background-image:url(data:"), os.getloadavg()[0],
-                     float(np.diff(d.codes.indptr).mean())))
-        last_paths = [root / p for p in d.images]
+        d = load_decomposition(folders[n])
+        rows.append((f"{n} images (folder)", decompose_s[n], statistics.median(times[n]),
+                     min(times[n]), path.stat().st_size, page.count("background-image:url(data:"),
+                     os.getloadavg()[0], float(np.diff(d.codes.indptr).mean())))
+        last_paths = [Path(d.manifest["root"]) / p for p in d.images]
     if args.in_memory:
-        if last_paths is None:
+        if not args.sizes:
             sys.exit("--in-memory needs at least one --sizes entry (its images are reused)")
         n = args.in_memory
         rng = np.random.default_rng(0)
@@ -138,20 +154,21 @@ def main(argv=None):
         t3 = time.perf_counter()
         target = work / f"in_memory_{n}.html"
         target.write_text(page, encoding="utf-8")
-        rows.append((f"{n} rows (in memory)", float("nan"), t3 - t2, target.stat().st_size,
+        rows.append((f"{n} rows (in memory)", float("nan"), t3 - t2, t3 - t2,
+                     target.stat().st_size,
                      page.count("background-image:url(data:"), os.getloadavg()[0], 12.0))
 
     print(f"# {os.cpu_count()} CPUs; outputs in {work}")
-    print(f"{'input':>26} {'decompose s':>12} {'report s':>9} {'size MB':>8} "
+    print(f"{'input':>26} {'decompose s':>12} {'report s':>9} {'min s':>6} {'size MB':>8} "
           f"{'thumbnails':>10} {'mean L0':>8} {'load avg':>9}")
-    for name, td, tr, size, thumbs, load, l0 in rows:
+    for name, td, tr, tmin, size, thumbs, load, l0 in rows:
         td_text = "-" if td != td else f"{td:.1f}"
-        print(f"{name:>26} {td_text:>12} {tr:>9.2f} {size / 1e6:>8.2f} {thumbs:>10d} "
-              f"{l0:>8.1f} {load:>9.2f}")
+        print(f"{name:>26} {td_text:>12} {tr:>9.2f} {tmin:>6.2f} {size / 1e6:>8.2f} "
+              f"{thumbs:>10d} {l0:>8.1f} {load:>9.2f}")
     base = rows[0]
-    for name, _, tr, size, *_ in rows[1:]:
-        print(f"# {name} vs {base[0]}: {tr / base[2]:.1f}x the time, "
-              f"{size / base[3]:.1f}x the size")
+    for name, _, tr, _, size, *_ in rows[1:]:
+        print(f"# {name} vs {base[0]}: {tr / base[2]:.1f}x the time (median), "
+              f"{size / base[4]:.1f}x the size")
 
 
 if __name__ == "__main__":
