@@ -211,8 +211,9 @@ def _images_section(c, size):
     rows = [[r[0], r[1], r[2], None if r[3] is None or not math.isfinite(r[3]) else r[3],
              r[4], r[5]] for r in c["rows"]]
     n_thumbs = sum(1 for r in rows if r[5] is not None)
-    note = (f"{n_thumbs} of {c['n']} images have a thumbnail (raise the thumbnail budget for "
-            "more)." if n_thumbs < c["n"] and c["thumbs"].source is not None else "")
+    note = (f"{n_thumbs} of {c['n']} images have a thumbnail (sksplice report "
+            "--max-thumbnails, or max_thumbnails=, embeds more)."
+            if n_thumbs < c["n"] and c["thumbs"].source is not None else "")
     cols = ["", "file", "class", "L0", "cosine", "top concepts (weight)"]
     head = "".join(f'<th scope="col" class="{"num" if t in ("L0", "cosine") else ""}">'
                    + (f'<button type="button">{esc(t)}</button>' if t else
