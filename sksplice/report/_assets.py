@@ -57,6 +57,7 @@ font-size:.88em}.bar span.b{display:block;height:.8em;background:var(--bar);bord
 background:var(--card);color:var(--fg);border-radius:4px;cursor:pointer}
 #js-error{display:none;background:var(--warn);color:#fff;padding:6px 10px}
 @media (max-width:640px){body{font-size:14px}header,main{padding:8px}
+.stats{grid-template-columns:repeat(auto-fill,minmax(140px,1fr))}
 .bar{grid-template-columns:minmax(5em,45%) 1fr auto}.hide-narrow{display:none}}
 """
 
