@@ -48,6 +48,17 @@ SHARD_SIZE = 1024
 #: Concepts shown per image (CLI) and per class (summaries, plots).
 TOP_K = 10
 
+#: The HTML report (``sksplice report``, ``build_report``): concepts in the
+#: dataset's top list (half as many per class), images shown per concept, concepts
+#: listed per image, thumbnail edge in pixels, thumbnails embedded at most, and the
+#: largest encoded thumbnail in bytes.
+REPORT_TOP_CONCEPTS = 20
+REPORT_IMAGES_PER_CONCEPT = 6
+REPORT_CONCEPTS_PER_IMAGE = 5
+REPORT_THUMBNAIL_SIZE = 96
+REPORT_MAX_THUMBNAILS = 1000
+REPORT_THUMBNAIL_BYTES = 12000
+
 #: Base URL of the documentation (the notebook repr's ``?`` links point under it).
 DOCS_URL = "https://sksplice.readthedocs.io/en/stable/"
 

@@ -147,6 +147,15 @@ class ConceptDictionary:
     def __repr__(self):
         return f"ConceptDictionary(n_concepts={self.n_concepts}, n_features={self.n_features})"
 
+    def _repr_html_(self):
+        from ._html import NOTEBOOK_ROWS, html_table
+
+        caption = (f"ConceptDictionary: {self.n_concepts} concepts, {self.n_features} "
+                   "features" + "".join(f"; {k}: {str(v)[:80]}" for k, v in self.metadata.items()))
+        rows = [(i, str(n)) for i, n in enumerate(self.names[:NOTEBOOK_ROWS])]
+        return html_table(["column", "concept"], rows, caption=caption,
+                          n_total=self.n_concepts, hint="the names attribute holds them all")
+
     def __eq__(self, other):
         if not isinstance(other, ConceptDictionary):
             return NotImplemented

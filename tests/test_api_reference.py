@@ -22,8 +22,8 @@ PUBLIC_MODULES = [
     "sksplice", "sksplice.core", "sksplice.exceptions", "sksplice.solvers",
     "sksplice.encoders", "sksplice.vocabularies", "sksplice.means", "sksplice.dictionary",
     "sksplice.concepts", "sksplice.transformer", "sksplice.embedder", "sksplice.editing",
-    "sksplice.analysis", "sksplice.plotting", "sksplice.shards", "sksplice.compat",
-    "sksplice.cli",
+    "sksplice.analysis", "sksplice.plotting", "sksplice.report", "sksplice.shards",
+    "sksplice.compat", "sksplice.cli",
 ]
 
 _DIRECTIVE = re.compile(r"^\.\. (auto\w+|currentmodule)::\s*(\S+)\s*$")

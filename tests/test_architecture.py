@@ -24,13 +24,14 @@ MAX_LINES = 600
 # Lowest layer first; a module may import its own layer or below (docs/architecture.md).
 LAYERS = [
     {"sksplice._version", "sksplice._defaults", "sksplice.exceptions", "sksplice.core",
-     "sksplice._utils", "sksplice._io"},
+     "sksplice._utils", "sksplice._io", "sksplice._html"},
     {"sksplice.solvers"},
     {"sksplice._download", "sksplice.vocabularies", "sksplice.means", "sksplice.dictionary",
      "sksplice.concepts", "sksplice.encoders"},
     {"sksplice._dask"},
     {"sksplice._inputs", "sksplice.transformer", "sksplice.embedder", "sksplice.compat"},
-    {"sksplice.editing", "sksplice.zero_shot", "sksplice.analysis", "sksplice.plotting"},
+    {"sksplice.editing", "sksplice.zero_shot", "sksplice.analysis", "sksplice.plotting",
+     "sksplice.report"},
     {"sksplice.shards"},
     {"sksplice.cli", "sksplice.__main__"},
     {"sksplice"},  # the package's lazy __init__ sits on top

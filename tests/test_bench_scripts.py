@@ -76,3 +76,13 @@ def test_bench_peers_smoke(lvis, tmp_path):
             assert r["obj_diff"] <= 1e-6
     assert "transform" in rows[0]["ms"]
     assert "load" in out and "vs spams" in out
+
+
+@pytest.mark.slow
+def test_bench_report_smoke(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = _run(["benchmarks/bench_report.py", "--sizes", "30", "--in-memory", "60", "--keep",
+                str(tmp_path)], env)
+    assert "30 images (folder)" in out and "60 rows (in memory)" in out
+    page = (tmp_path / "out_30" / "report.html").read_text()
+    assert page.count("background-image:url(data:") == 30  # every image, embedded

@@ -36,6 +36,7 @@ PUBLIC_MODULES = [
     "sksplice.editing",
     "sksplice.analysis",
     "sksplice.plotting",
+    "sksplice.report",
     "sksplice.shards",
     "sksplice.compat",
 ]

@@ -112,6 +112,24 @@ class ConceptAssociation:
     def __len__(self):
         return int(self.concept.size)
 
+    def __repr__(self):
+        return (f"ConceptAssociation(test={self.test!r}, n_groups={len(self.groups)}, "
+                f"n_tests={self.n_tests}, n_significant={int(np.sum(self.significant))})")
+
+    def _repr_html_(self):
+        from .._html import NOTEBOOK_ROWS, html_table
+
+        cols = ["group", "concept", "effect", "mean_in", "mean_out", "freq_in", "freq_out",
+                "qvalue", "significant"]
+        order = np.lexsort((-np.abs(self.effect), self.qvalue))[:NOTEBOOK_ROWS]
+        rows = [[str(label_key(self.group[i])), str(self.concept[i]), *(
+            float(getattr(self, c)[i]) for c in cols[2:8]), bool(self.significant[i])]
+            for i in order]
+        caption = (f"ConceptAssociation: {self.test} test, {self.correction or 'no'} "
+                   f"correction over {self.n_tests} tests, {int(np.sum(self.significant))} "
+                   f"significant at alpha={self.alpha}")
+        return html_table(cols, rows, caption=caption, n_total=len(self))
+
     def _select(self, group, direction, significant):
         if direction not in ("higher", "lower", "both"):
             raise ValueError(

@@ -68,6 +68,24 @@ class ClassConcepts:
                 "class must be one row."
             )
 
+    def __repr__(self):
+        return (f"ClassConcepts(n_classes={len(self.classes)}, "
+                f"n_concepts={len(self.concept_names)})")
+
+    def _repr_html_(self):
+        from .._html import NOTEBOOK_CONCEPTS, NOTEBOOK_ROWS, html_table
+
+        rows = []
+        for c in list(self.classes)[:NOTEBOOK_ROWS]:
+            top = self.top(c, NOTEBOOK_CONCEPTS)
+            rows.append([str(label_key(c)), int(self.n_samples[self.index(c)]),
+                         ", ".join(f"{t['concept']} {t['mean_weight']:.3g} "
+                                   f"({t['frequency']:.0%})" for t in top)])
+        return html_table(
+            ["class", "samples", "top concepts: mean weight (frequency)"], rows,
+            caption=f"ClassConcepts: {len(self.classes)} classes, "
+                    f"{len(self.concept_names)} concepts", n_total=len(self.classes))
+
     def index(self, label):
         """Row of one class in :attr:`mean_weight` and :attr:`frequency`.
 

@@ -131,6 +131,35 @@ class Explanations(list):
     def __str__(self):
         return "\n".join(str(e) for e in self)
 
+    def __repr__(self):
+        n = sum(1 for e in self if e.is_empty)
+        return f"Explanations(n_samples={len(self)}, n_empty={n})"
+
+    def _repr_html_(self):
+        from .._html import (
+            NOTEBOOK_ROWS,
+            Markup,
+            concept_list,
+            data_uri,
+            html_table,
+            image_path,
+            img_tag,
+        )
+        from .._html import NOTEBOOK_THUMBNAIL as size
+
+        shown = list(self[:NOTEBOOK_ROWS])
+        paths = [image_path(e.sample) for e in shown]
+        rows = []
+        for e, path in zip(shown, paths, strict=True):
+            uri = data_uri(path, size) if path is not None else None
+            row = [img_tag(uri, e.sample, size) if uri else Markup("")] if any(paths) else []
+            rows.append(row + [str(e.sample), e.l0, e.cosine,
+                               concept_list(e.concepts, e.weights)])
+        columns = (["image"] if any(paths) else []) + ["sample", "L0", "cosine",
+                                                       "top concepts (weight)"]
+        return html_table(columns, rows, caption=f"Explanations of {len(self)} samples",
+                          n_total=len(self))
+
 
 def explain(codes, concept_names, *, top_k=10, cosine=None, sample_ids=None):
     """The top concepts of each sample (what SpLiCE prints for one image).

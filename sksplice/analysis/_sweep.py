@@ -83,6 +83,19 @@ class SparsitySweep:
         pd = import_pandas()
         return pd.DataFrame(self.to_records())
 
+    def _repr_html_(self):
+        from dataclasses import fields
+
+        from .._html import html_table
+
+        records = self.to_records()  # every per-l1 field, whatever the sweep holds
+        columns = list(records[0]) if records else []
+        scalars = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                   if getattr(self, f.name) is not None and np.ndim(getattr(self, f.name)) == 0]
+        caption = "SparsitySweep" + (f" ({', '.join(scalars)})" if scalars else "")
+        return html_table(columns, [[r[c] for c in columns] for r in records],
+                          caption=caption)
+
 
 def sparsity_sweep(estimator, X, l1_grid, *, y=None, probe=None, cv=5, scoring="accuracy",
                    dense_baseline=False, param="l1"):

@@ -5,6 +5,7 @@ Commands::
     sksplice decompose INPUT... [--text T] [--texts F]
                                           top concepts of images, embeddings files, texts
     sksplice decompose-dir DIR --out OUT  a folder of images -> sparse code shards (resumable)
+    sksplice report OUT [-o FILE]         a self-contained HTML report of that folder
     sksplice estimate-mean DIR --out F    the mean image embedding of a folder (for --mean)
     sksplice build-vocabulary CAPTIONS    a concept vocabulary from a caption corpus
     sksplice list-models                  backbones with their reference means

@@ -184,6 +184,28 @@ def cmd_decompose_dir(args):
     return 0
 
 
+# ------------------------------------------------------------------- report
+def cmd_report(args):
+    """``sksplice report``."""
+    import time
+
+    from ..shards import load_decomposition
+
+    start = time.perf_counter()
+    decomposition = load_decomposition(args.out)
+    options = {k: getattr(args, k) for k in ("top_concepts", "images_per_concept",
+                                              "concepts_per_image", "thumbnail_size",
+                                              "max_thumbnails")}
+    if args.title is not None:
+        options["title"] = args.title
+    path = decomposition.to_html(args.output, **options)
+    size = path.stat().st_size
+    size = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    print(f"wrote {path} ({size}, {decomposition.codes.shape[0]} images, "
+          f"{time.perf_counter() - start:.1f} s)")
+    return 0
+
+
 # ------------------------------------------------------------ estimate-mean
 def cmd_estimate_mean(args):
     """``sksplice estimate-mean``."""
@@ -316,6 +338,7 @@ def cmd_list_vocabularies(args):
 COMMANDS = {
     "decompose": cmd_decompose,
     "decompose-dir": cmd_decompose_dir,
+    "report": cmd_report,
     "estimate-mean": cmd_estimate_mean,
     "build-vocabulary": cmd_build_vocabulary,
     "list-models": cmd_list_models,

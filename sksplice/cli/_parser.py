@@ -48,6 +48,7 @@ def build_parser():
     model, decomp = _model_options(), _decomposition_options()
     add_decompose(sub, [common, model, decomp])
     add_decompose_dir(sub, [common, model, decomp])
+    add_report(sub, [common])
     add_estimate_mean(sub, [common, model])
     add_build_vocabulary(sub, [common])
     add_list_models(sub, [common])
@@ -246,6 +247,39 @@ def add_decompose_dir(sub, parents):
     p.add_argument("--no-plots", action="store_true", help="do not write per-class plots")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func="decompose-dir")
+    return p
+
+
+def add_report(sub, parents):
+    """``sksplice report``: an HTML report of a decomposition folder."""
+    from ..report import build_report
+
+    p = sub.add_parser(
+        "report", parents=parents, help="a self-contained HTML report of a decomposition",
+        description="Write one static HTML file (default OUT/report.html) from a finished "
+                    "decompose-dir folder: the run, the top concepts with the images where "
+                    "they weigh most, each class, the concepts that separate the classes, "
+                    "images to check and every image. It embeds its thumbnails and fetches "
+                    "nothing, so it opens anywhere, offline.")
+    p.add_argument("out", metavar="OUT", help="a decomposition folder (decompose-dir --out)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="the HTML file to write (default: OUT/report.html)")
+    for flag, name, what in (
+            ("--top-concepts", "top_concepts", "concepts in the top list (half as many per "
+                                               "class)"),
+            ("--images-per-concept", "images_per_concept", "images shown per concept and "
+                                                           "per class"),
+            ("--concepts-per-image", "concepts_per_image", "concepts listed per image"),
+            ("--thumbnail-size", "thumbnail_size", "longest thumbnail edge in pixels")):
+        default = _library_default(build_report, name)
+        p.add_argument(flag, type=_bounded_int(1, 4096), default=default, metavar="N",
+                       help=f"{what} (default: {default})")
+    default = _library_default(build_report, "max_thumbnails")
+    p.add_argument("--max-thumbnails", type=_bounded_int(0, MAX_SHARD), default=default,
+                   metavar="N", help="thumbnails embedded at most, which bounds the file's "
+                                     f"size (default: {default})")
+    p.add_argument("--title", default=None, help="page title (default: from OUT's name)")
+    p.set_defaults(func="report")
     return p
 
 

@@ -318,6 +318,8 @@ class Decomposition:
         ``{"image": ..., "error": ...}`` for every file that could not be read.
     manifest : dict
         The parsed ``manifest.json``.
+    folder : str or None, default=None
+        The decomposition folder it was read from.
     """
 
     codes: sp.csr_matrix
@@ -328,6 +330,81 @@ class Decomposition:
     cosine: np.ndarray
     bad_files: list = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
+    folder: str | None = None
+
+    def __repr__(self):
+        return (f"Decomposition(n_images={self.codes.shape[0]}, "
+                f"n_concepts={self.codes.shape[1]}, n_classes={len(self.classes)}, "
+                f"n_bad_files={len(self.bad_files)}, folder={self.folder!r})")
+
+    def _repr_html_(self):
+        from .._html import (
+            NOTEBOOK_ROWS,
+            NOTEBOOK_THUMBNAIL,
+            Markup,
+            concept_list,
+            data_uri,
+            html_table,
+            image_path,
+            img_tag,
+        )
+
+        n = self.codes.shape[0]
+        root = self.manifest.get("root")
+        labels = self.class_names_of_rows()
+        rows = []
+        for i in range(min(n, NOTEBOOK_ROWS)):
+            a, b = self.codes.indptr[i], self.codes.indptr[i + 1]
+            order = np.argsort(-self.codes.data[a:b], kind="stable")
+            idx = self.codes.indices[a:b][order]
+            path = image_path(self.images[i], root)
+            uri = data_uri(path, NOTEBOOK_THUMBNAIL) if path is not None else None
+            rows.append([img_tag(uri, self.images[i]) if uri else Markup(""), self.images[i],
+                         labels[i], int(b - a), float(self.cosine[i]),
+                         concept_list([str(self.concept_names[j]) for j in idx],
+                                      self.codes.data[a:b][order])])
+        caption = (f"Decomposition: {n} images, {self.codes.shape[1]} concepts, "
+                   f"{len(self.classes)} classes, {len(self.bad_files)} unreadable files")
+        return html_table(["image", "file", "class", "L0", "cosine", "top concepts (weight)"],
+                          rows, caption=caption, n_total=n,
+                          hint="to_html() writes a report of every image")
+
+    def to_html(self, path=None, **kwargs):
+        """Write the HTML report of this decomposition (what ``sksplice report`` writes).
+
+        Parameters
+        ----------
+        path : str or path, default=None
+            The HTML file (default: ``report.html`` in :attr:`folder`).
+        **kwargs : dict
+            Options of :func:`sksplice.report.build_report` (``top_concepts``,
+            ``images_per_concept``, ``thumbnail_size``, ``max_thumbnails``,
+            ``title``...).
+
+        Returns
+        -------
+        path : pathlib.Path
+            The file written.
+        """
+        from ..report import write_report
+
+        if path is None:
+            if self.folder is None:
+                raise ValueError("this decomposition was not read from a folder; pass "
+                                 "path='report.html' (where to write the report).")
+            path = Path(self.folder) / "report.html"
+        config = self.manifest.get("config", {})
+        run = {"folder": self.folder, "images folder": self.manifest.get("root"),
+               "model": config.get("encoder"), "l1": config.get("l1"),
+               "solver": config.get("solver")}
+        run.update({k.replace("_sha256", " SHA-256"): str(v)[:16] for k, v in config.items()
+                    if k.endswith("_sha256")})
+        kwargs.setdefault("title", f"SpLiCE report: {Path(self.folder or '.').name}")
+        return write_report(path, self.codes, self.concept_names, images=self.images,
+                            image_root=self.manifest.get("root"),
+                            labels=self.class_names_of_rows(), cosine=self.cosine,
+                            bad_files=self.bad_files,
+                            run={k: v for k, v in run.items() if v is not None}, **kwargs)
 
     def class_names_of_rows(self):
         """The class name of every row.
@@ -404,5 +481,5 @@ def load_decomposition(out):
         labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
         classes=list(manifest.get("classes", [])),
         cosine=np.concatenate(cosine) if cosine else np.zeros(0),
-        bad_files=list(manifest.get("bad_files", [])), manifest=manifest,
+        bad_files=list(manifest.get("bad_files", [])), manifest=manifest, folder=str(out),
     )
