@@ -354,3 +354,4 @@ def _transform_bag(estimator, bag):
         for part in bag.to_delayed()
     ]
     return da.concatenate(blocks, axis=0)
+
