@@ -168,9 +168,8 @@ def _model_options():
 
 
 def _solver_choices():
-    from ..solvers import list_solvers
-
-    return list(list_solvers())
+    """``auto`` and the registered solvers, without importing them (start-up time)."""
+    return ["auto", *_defaults.SOLVER_NAMES]
 
 
 def _decomposition_options():
