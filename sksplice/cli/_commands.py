@@ -18,6 +18,7 @@ from ._inputs import (
     resolve_image_arg,
 )
 from ._parser import PROG
+from ._preflight import check_files
 from ._resolve import CLIError, build_transformer, encoder_from_args
 
 __all__ = ["COMMANDS", "info", "one_line"]
@@ -56,7 +57,7 @@ def cmd_decompose(args):
     image_args = [a for a in args.inputs if not is_embeddings_file(a)]
     image_est, text_est, encoder = build_transformer(
         args, progress=not args.no_progress, need_image_mean=bool(args.inputs),
-        need_model=bool(image_args or texts))
+        need_model=bool(image_args or texts), check=check_files)
     names = text_est.get_feature_names_out()
     dim = text_est.dictionary_.n_features
     skipped, image_rows, ordered = [], {}, []
@@ -156,7 +157,7 @@ def cmd_decompose_dir(args):
     if not images:
         raise CLIError(f"no image files under {str(root)!r} (looked for "
                        f"{' '.join(IMAGE_EXTENSIONS)}).")
-    est, _, _ = build_transformer(args, progress=not args.no_progress)
+    est, _, _ = build_transformer(args, progress=not args.no_progress, check=check_files)
     if (out / "manifest.json").exists():
         try:
             if not read_manifest(out).get("complete"):
@@ -208,6 +209,7 @@ def cmd_estimate_mean(args):
     if not images:
         raise CLIError(f"no image files under {str(root)!r}.")
     encoder = encoder_from_args(args)
+    check_files(args, encoder, vocabulary=False, mean=False, images=True)
     total, count, n_bad = None, 0, 0
     bs = args.batch_size
     with tqdm(total=len(images), unit="img", desc="estimating mean",

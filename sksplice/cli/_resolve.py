@@ -263,8 +263,12 @@ def load_dictionary_arg(args):
                        "sksplice.build_dictionary(...)).") from None
 
 
-def _dictionary_and_encoder(args, progress, need_model):
-    """The concept dictionary and the encoder (None when ``--dictionary`` makes it unneeded)."""
+def _dictionary_and_encoder(args, progress, need_model, need_image_mean, check):
+    """The concept dictionary and the encoder (None when ``--dictionary`` makes it unneeded).
+
+    ``check(args, encoder, vocabulary=, mean=, images=)``, when given, runs
+    once the (not yet loaded) encoder is known and before anything is loaded.
+    """
     if args.dictionary is not None:
         dictionary = load_dictionary_arg(args)
         source = dictionary.metadata.get("encoder") or "not recorded in the file"
@@ -282,6 +286,8 @@ def _dictionary_and_encoder(args, progress, need_model):
                 f"was built with ({source}) with --model/--pretrained or --checkpoint; "
                 "embeddings files (.npy, .pt, .safetensors) need none.")
         encoder = encoder_from_args(args)
+        if check is not None:
+            check(args, encoder, vocabulary=False, mean=need_image_mean, images=True)
         if encoder.embed_dim != dictionary.n_features:
             raise CLIError(
                 f"the model embeds into {encoder.embed_dim} dimensions but the dictionary "
@@ -291,6 +297,8 @@ def _dictionary_and_encoder(args, progress, need_model):
     from ..concepts import build_dictionary
 
     encoder = encoder_from_args(args)
+    if check is not None:
+        check(args, encoder, vocabulary=True, mean=need_image_mean, images=need_model)
     dictionary = build_dictionary(
         encoder, args.vocabulary, vocabulary_size=args.vocabulary_size,
         prompt_template=args.prompt_template, cache_dir=args.cache_dir,
@@ -299,18 +307,20 @@ def _dictionary_and_encoder(args, progress, need_model):
     return dictionary, encoder
 
 
-def build_transformer(args, progress, *, need_image_mean=True, need_model=True):
+def build_transformer(args, progress, *, need_image_mean=True, need_model=True, check=None):
     """Fitted SpliceTransformers from the options: ``(for images, for texts, encoder)``.
 
     Nothing is encoded but the vocabulary (with a progress bar on stderr when
     ``progress``): the transformers are fitted without data.  Options not
     given keep the library's defaults.  With ``--dictionary`` and
     ``need_model=False`` (embeddings files only) no model is loaded and the
-    encoder is None.
+    encoder is None.  ``check`` sees the encoder before anything is loaded
+    (the command line lists every missing file there).
     """
     from ..shards import image_transformer
 
-    dictionary, encoder = _dictionary_and_encoder(args, progress, need_model)
+    dictionary, encoder = _dictionary_and_encoder(args, progress, need_model, need_image_mean,
+                                                  check)
     params = {"solver": args.solver, "device": args.device, "tol": args.tol,
               "max_iter": args.max_iter}
     if args.l1 is not None:
