@@ -168,3 +168,24 @@ def test_vocabulary_size_minus_one_is_the_whole_vocabulary(capsys):
             parser.parse_args(["decompose", "a.png", "--vocabulary-size", bad])
         assert exc.value.code == 2
         assert "-1 for the whole vocabulary" in capsys.readouterr().err
+
+
+def test_mean_auto_is_the_reference_mean_of_the_recorded_model(splice_data_dir, offline_sandbox,
+                                                               tmp_path, capsys, no_open_clip):
+    import shutil
+
+    rng = np.random.default_rng(1)
+    # as sksplice.build_dictionary records it: the encoder's identity
+    cd = ConceptDictionary([f"c{i}" for i in range(30)], rng.normal(size=(30, 512)),
+                           metadata={"encoder": "open_clip/ViT-B-32/openai"})
+    path = str(cd.save(tmp_path / "d.npz"))
+    np.save(tmp_path / "emb.npy", rng.normal(size=(3, 512)))
+    (offline_sandbox / "means").mkdir(parents=True)
+    shutil.copy(splice_data_dir / "clip_ViT-B-32_image.pt", offline_sandbox / "means")
+    outs = []
+    for mean in ("auto", str(splice_data_dir / "clip_ViT-B-32_image.pt")):
+        status, out, err = _run(["decompose", str(tmp_path / "emb.npy"), "--dictionary", path,
+                                 "--mean", mean, "--json", "--top-k", "0"], capsys)
+        assert status == 0, err
+        outs.append(json.loads(out)["results"])
+    assert outs[0] == outs[1]

@@ -179,6 +179,16 @@ def _check_dim(mean, dim, what):
     return mean
 
 
+def _tag_name(identity):
+    """``"MODEL:TAG"`` of a recorded encoder (``"open_clip/MODEL/TAG"`` or already so)."""
+    if not isinstance(identity, str) or "sha256:" in identity:
+        return None  # a checkpoint or a user model: no registered mean
+    parts = identity.split("/")
+    if len(parts) == 3 and parts[0] == "open_clip":
+        return f"{parts[1]}:{parts[2]}"
+    return identity
+
+
 def image_mean_from_args(args, encoder, dictionary=None):
     """The mean array (or None) selected by --mean.
 
@@ -193,9 +203,9 @@ def image_mean_from_args(args, encoder, dictionary=None):
     if choice.lower() == "none":
         return None
     if choice.lower() == "auto" and encoder is None:
-        source = dictionary.metadata.get("encoder")
+        source = _tag_name(dictionary.metadata.get("encoder"))
         mean = get_reference_mean(source, cache_dir=args.cache_dir, offline=offline) if (
-            isinstance(source, str)) else None
+            source is not None) else None
         if mean is None:
             raise CLIError(
                 f"no reference image mean is registered for the dictionary's model "
