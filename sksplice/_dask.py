@@ -354,4 +354,3 @@ def _transform_bag(estimator, bag):
         for part in bag.to_delayed()
     ]
     return da.concatenate(blocks, axis=0)
-
