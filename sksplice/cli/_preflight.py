@@ -66,6 +66,9 @@ def _dictionary_cached(args, encoder, cache):
     from ..concepts import dictionary_cache_key
     from ..vocabularies import load_vocabulary
 
+    if getattr(encoder, "checkpoint", None) is None and getattr(
+            encoder, "pretrained", None) is None:
+        return False  # a Hugging Face or user model: its identity needs the model loaded
     try:
         concepts = load_vocabulary(args.vocabulary, args.vocabulary_size,
                                    cache_dir=args.cache_dir, offline=True)
