@@ -1,4 +1,4 @@
-"""Whole pipelines on Dask collections: fit in memory, predict or transform block by block.
+"""Whole pipelines on Dask arrays: fit in memory, predict or transform block by block.
 
 :class:`ParallelPostFit` wraps any fitted scikit-learn estimator or pipeline
 so that ``predict``, ``predict_proba``, ``decision_function`` and
@@ -80,7 +80,7 @@ def _has(method):
 
 
 class ParallelPostFit(MetaEstimatorMixin, BaseEstimator):
-    """Fit in memory, then predict or transform Dask collections block by block.
+    """Fit in memory, then predict or transform Dask arrays block by block.
 
     A whole pipeline (``make_pipeline(SpliceTransformer(...),
     LogisticRegression())``) cannot take a Dask array: the first step returns a
