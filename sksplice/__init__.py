@@ -31,6 +31,7 @@ _EXPORTS = {
     "solve_n_nonzero": "solvers",
     "decompose_to_shards": "shards",
     "load_decomposition": "shards",
+    "ParallelPostFit": "_parallel",
     "center_embeddings": "core",
     "recompose": "core",
     "reconstruction_cosine": "core",

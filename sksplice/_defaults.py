@@ -22,6 +22,12 @@ VOCABULARY_SIZE = 10000
 #: Template applied to each concept before text encoding.
 PROMPT_TEMPLATE = "{}"
 
+#: The names of the registered solvers, in the registry's order (the registry,
+#: ``sksplice.solvers.SOLVERS``, holds their classes and checks that it has
+#: exactly these names).  Here so that the command line can list them without
+#: importing the solvers (and scikit-learn, scipy.stats, pandas with them).
+SOLVER_NAMES = ("active_set", "admm", "sklearn")
+
 #: Relative duality gap every solver stops at.
 TOL = 1e-6
 

@@ -93,3 +93,52 @@ def atomic_write(path, write):
             os.close(dfd)
     except OSError:
         pass
+
+
+def read_npz(path, what="file"):
+    """Every array of a ``.npz`` file, read without unpickling anything.
+
+    The one place the package reads ``.npz`` files a user hands it (a saved
+    :class:`~sksplice.ConceptDictionary`), so checks on what may be read apply
+    to all of them.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    what : str, default="file"
+        What the file should be, for the error messages (e.g. ``"dictionary
+        file"``).
+
+    Returns
+    -------
+    arrays : dict of str to ndarray
+        The arrays, by name, fully read (the file is closed).
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no such file.
+    ValueError
+        When it is not a ``.npz`` archive, or holds pickled objects.
+    """
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        if path.exists():
+            raise ValueError(f"{what} {str(path)!r} is not a regular file; pass a .npz file.")
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one array
+            raise ValueError("it holds one array (a .npy file), not an archive")  # noqa: TRY004
+        with loaded as npz:
+            return {key: npz[key] for key in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(
+            f"{what} {str(path)!r} is not a readable .npz archive without pickled objects "
+            f"({type(exc).__name__}: {str(exc)[:200]})."
+        ) from None

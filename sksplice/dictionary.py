@@ -7,7 +7,12 @@ import numpy as np
 from ._utils import duplicates
 from .core import EPS
 
-__all__ = ["ConceptDictionary", "as_concept_dictionary"]
+__all__ = ["FILE_FORMAT", "FILE_VERSION", "ConceptDictionary", "as_concept_dictionary"]
+
+#: What :meth:`ConceptDictionary.save` writes in a file's ``format`` field.
+FILE_FORMAT = "sksplice.ConceptDictionary"
+#: The version of that file layout; :meth:`ConceptDictionary.load` reads it and older.
+FILE_VERSION = 1
 
 
 class ConceptDictionary:
@@ -133,6 +138,126 @@ class ConceptDictionary:
         self.metadata = dict(metadata or {})
         return self
 
+    def save(self, path):
+        """Write the prepared dictionary to a ``.npz`` file (see :meth:`load`).
+
+        The file holds ``format`` (``"sksplice.ConceptDictionary"``),
+        ``version`` (:data:`FILE_VERSION`), ``names`` (unicode strings),
+        ``embeddings`` (the prepared rows, float64), ``text_mean``, ``center``
+        (1, 0, or -1 for a dictionary made with :meth:`from_prepared`) and
+        ``metadata`` (a JSON object: the model identity, the vocabulary, the
+        prompt template...).  Nothing in it is pickled.  The file is written
+        atomically (a temporary file, then renamed).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write; ``.npz`` is appended when missing, as
+            :func:`numpy.savez` does.
+
+        Returns
+        -------
+        path : pathlib.Path
+            The file written.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from sksplice import ConceptDictionary
+        >>> cd = ConceptDictionary(["cat", "dog", "car"], [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+        ...                        metadata={"encoder": "toy"})
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = cd.save(pathlib.Path(tmp) / "toy.npz")
+        ...     back = ConceptDictionary.load(path)
+        >>> back == cd, back.metadata["encoder"]
+        (True, 'toy')
+        """
+        import json
+        from pathlib import Path
+
+        from ._io import atomic_write
+
+        path = Path(path)
+        if path.suffix.lower() != ".npz":
+            path = path.with_name(path.name + ".npz")
+        metadata = json.dumps(self.metadata, default=str, ensure_ascii=False)
+        arrays = {
+            "format": np.array(FILE_FORMAT),
+            "version": np.array(FILE_VERSION),
+            "names": np.array([str(n) for n in self.names], dtype=str),
+            "embeddings": np.asarray(self.embeddings, dtype=np.float64),
+            "text_mean": np.asarray(self.text_mean, dtype=np.float64),
+            "center": np.array(-1 if self.center is None else int(bool(self.center))),
+            "metadata": np.array(metadata),
+        }
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Read a dictionary written by :meth:`save`, without unpickling anything.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A ``.npz`` file from :meth:`save`.
+
+        Returns
+        -------
+        dictionary : ConceptDictionary
+            The same names, prepared rows, text mean and metadata.
+
+        Raises
+        ------
+        FileNotFoundError
+            When the file does not exist.
+        ValueError
+            When the file is not a saved dictionary, comes from a newer
+            sksplice, or is damaged; the message says which.
+        """
+        from ._io import read_npz
+
+        what = "dictionary file"
+        arrays = read_npz(path, what)
+        where = f"{what} {str(path)!r}"
+        if str(arrays.get("format", "")) != FILE_FORMAT:
+            raise ValueError(
+                f"{where} is not a saved ConceptDictionary (it holds "
+                f"{sorted(arrays)[:6]}); write one with ConceptDictionary.save(path), or "
+                "build one with sksplice.build_dictionary."
+            )
+        missing = [k for k in ("version", "names", "embeddings", "text_mean", "center",
+                               "metadata") if k not in arrays]
+        if missing:
+            raise ValueError(f"{where} lacks {missing}: it is damaged; save the dictionary "
+                             "again with ConceptDictionary.save(path).")
+        version = arrays["version"]
+        if version.dtype.kind not in "iu" or version.ndim != 0:
+            raise ValueError(f"{where} has an invalid version field; save it again.")
+        if int(version) > FILE_VERSION:
+            raise ValueError(
+                f"{where} has format version {int(version)}, newer than this sksplice reads "
+                f"({FILE_VERSION}); upgrade sksplice (pip install -U sksplice)."
+            )
+        names = arrays["names"]
+        if names.dtype.kind != "U" or names.ndim != 1:
+            raise ValueError(f"{where}: 'names' must be a 1-D array of strings; save the "
+                             "dictionary again.")
+        metadata = _read_metadata(arrays["metadata"], where)
+        try:
+            self = cls.from_prepared(names.tolist(), arrays["embeddings"],
+                                     text_mean=arrays["text_mean"], metadata=metadata)
+        except ValueError as exc:
+            raise ValueError(f"{where} is damaged: {exc}") from None
+        if self.text_mean.shape != (self.n_features,) or not np.all(
+                np.isfinite(self.text_mean)):
+            raise ValueError(f"{where}: 'text_mean' must hold {self.n_features} finite "
+                             "values; save the dictionary again.")
+        self.embeddings = np.asarray(arrays["embeddings"], dtype=np.float64)  # bit for bit
+        center = int(arrays["center"]) if arrays["center"].dtype.kind in "iub" else -1
+        self.center = None if center < 0 else bool(center)
+        return self
+
     @property
     def n_concepts(self):
         return self.embeddings.shape[0]
@@ -186,6 +311,23 @@ class ConceptDictionary:
         if hits.size == 0:
             raise KeyError(f"concept {name!r} is not in the dictionary.{suggest(name, self.names)}")
         return int(hits[0])
+
+
+def _read_metadata(value, where):
+    import json
+
+    if value.dtype.kind != "U" or value.ndim != 0:
+        raise ValueError(f"{where}: 'metadata' must be a JSON string; save the dictionary "
+                         "again.")
+    try:
+        metadata = json.loads(str(value))
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError(f"{where}: 'metadata' is not valid JSON; save the dictionary "
+                         "again.") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(  # noqa: TRY004 - a bad file, as every other
+            f"{where}: 'metadata' must be a JSON object; save the dictionary again.")
+    return metadata
 
 
 def _check_names(names):

@@ -23,15 +23,13 @@ import os
 import re
 from pathlib import Path
 
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
-
 from ._defaults import VOCABULARY, VOCABULARY_SIZE
 from ._download import DEFAULT_DATA_URL, fetch
 from ._utils import duplicates, suggest
 from .encoders import looks_like_path, shorten
 
 __all__ = [
-    "ENGLISH_STOPWORDS",
+    "ENGLISH_STOPWORDS",  # noqa: F822 - made on first use, by __getattr__
     "MAX_CONCEPT_LENGTH",
     "VISUAL_WORDS",
     "VOCABULARIES",
@@ -78,10 +76,30 @@ VISUAL_WORDS = frozenset({
     "thick", "thin", "top", "well",
 })
 
-#: English stop words dropped by ``clean=True`` and by :func:`build_vocabulary`:
-#: scikit-learn's ``ENGLISH_STOP_WORDS`` less :data:`VISUAL_WORDS` (its own
-#: documentation warns that the list holds content words).
-ENGLISH_STOPWORDS = ENGLISH_STOP_WORDS - VISUAL_WORDS
+
+
+def __getattr__(name):
+    """``ENGLISH_STOPWORDS``, made on first use (scikit-learn's text module loads slowly)."""
+    if name == "ENGLISH_STOPWORDS":
+        return _english_stopwords()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _english_stopwords():
+    """English stop words dropped by ``clean=True`` and by :func:`build_vocabulary`.
+
+    scikit-learn's ``ENGLISH_STOP_WORDS`` less :data:`VISUAL_WORDS` (its own
+    documentation warns that the list holds content words); importable as
+    ``sksplice.vocabularies.ENGLISH_STOPWORDS``, built on first use so that
+    importing this module (as the command line does) does not load
+    ``sklearn.feature_extraction``.
+    """
+    words = globals().get("ENGLISH_STOPWORDS")
+    if words is None:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        words = globals()["ENGLISH_STOPWORDS"] = ENGLISH_STOP_WORDS - VISUAL_WORDS
+    return words
 
 #: Longest concept accepted (characters); CLIP reads 77 tokens, and longer strings
 #: only cost tokenizer time.
@@ -357,7 +375,7 @@ def clean_vocabulary(concepts, stopwords=None):
     >>> clean_vocabulary(["-", "of", "2", "red car", "in the", "dog"])
     ['red car', 'dog']
     """
-    stop = ENGLISH_STOPWORDS if stopwords is None else frozenset(w.lower() for w in stopwords)
+    stop = _english_stopwords() if stopwords is None else frozenset(w.lower() for w in stopwords)
     return [c for c in concepts if not _is_junk(c, stop)]
 
 
@@ -407,7 +425,7 @@ def build_vocabulary(captions, n_words=10000, n_bigrams=5000, *, stopwords=None,
     if isinstance(captions, str):
         raise ValueError(  # noqa: TRY004 - as every bad value
             "captions must be an iterable of caption strings, not one string.")
-    stop = ENGLISH_STOPWORDS if stopwords is None else frozenset(w.lower() for w in stopwords)
+    stop = _english_stopwords() if stopwords is None else frozenset(w.lower() for w in stopwords)
     first_seen = {}  # term -> order of first appearance (ties keep it)
 
     def terms(caption):
@@ -431,6 +449,8 @@ def build_vocabulary(captions, n_words=10000, n_bigrams=5000, *, stopwords=None,
     captions = list(captions)
     if not captions:
         raise ValueError("captions is empty: pass at least one caption.")
+    from sklearn.feature_extraction.text import CountVectorizer
+
     counter = CountVectorizer(analyzer=terms)
     try:
         counts = counter.fit_transform(captions)

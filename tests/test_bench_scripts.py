@@ -86,3 +86,14 @@ def test_bench_report_smoke(tmp_path):
     assert "30 images (folder)" in out and "60 rows (in memory)" in out
     page = (tmp_path / "out_30" / "report.html").read_text()
     assert page.count("background-image:url(data:") == 30  # every image, embedded
+
+
+def test_bench_startup_smoke(env_and_config, tmp_path):
+    env, _ = env_and_config
+    out = _run(["benchmarks/bench_startup.py", "--n-images", "4", "--repeats", "1",
+                "--out", str(tmp_path / "bench_startup.json")], env)
+    assert "decompose-dir" in out and "imports of one decompose-dir run" in out
+    rows = json.loads((tmp_path / "bench_startup.json").read_text())["rows"]
+    dirs = [r for r in rows if r["command"] == "decompose-dir"]
+    assert dirs and dirs[0]["first_image_s"] is not None  # the audit hook saw an image
+    assert dirs[0]["first_image_s"] <= dirs[0]["total_s"]

@@ -554,3 +554,50 @@ def test_python_m_sksplice_is_the_same_command(work):
     r = subprocess.run([sys.executable, "-m", "sksplice", "--version"], env=work["env"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("sksplice ")
+
+
+def test_vocabulary_size_minus_one_and_a_saved_dictionary_with_images(work, mean_file, tmp_path,
+                                                                       capsys):
+    from sksplice import build_dictionary
+    from sksplice.cli import main
+
+    img = str(work["images"] / "cats/0.png")
+    # --vocabulary-size -1 keeps the whole vocabulary (as vocabulary_size=-1 in Python)
+    status = main(["decompose", img, *map(str, decomp_args(work, mean_file)),
+                   "--vocabulary-size", "-1", "--json", "--top-k", "0", "--no-progress"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    whole = json.loads(captured.out)
+    assert whole["n_concepts"] == len(WORDS)
+    # the same dictionary saved, then given with --dictionary and the model: same codes
+    est, enc = _library_transformer(work, mean_file)
+    cd = build_dictionary(enc, str(work["vocab"]), vocabulary_size=-1, cache=False)
+    path = cd.save(tmp_path / "tiny.npz")
+    status = main(["decompose", img, *map(str, work["model_args"]), "--dictionary", str(path),
+                   "--mean", str(mean_file), "--json", "--top-k", "0"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert json.loads(captured.out)["results"] == whole["results"]
+
+
+def test_decompose_dir_with_a_saved_dictionary_equals_the_vocabulary_run(work, mean_file,
+                                                                          tmp_path, capsys):
+    from sksplice import build_dictionary
+    from sksplice.cli import main
+    from sksplice.shards import load_decomposition
+
+    _, enc = _library_transformer(work, mean_file)
+    path = build_dictionary(enc, str(work["vocab"]), cache=False).save(tmp_path / "d.npz")
+    common = ["--mean", str(mean_file), "--no-plots", "--no-progress", "--shard-size", "4"]
+    runs = {"vocabulary": ["--vocabulary", str(work["vocab"])], "dictionary": ["--dictionary",
+                                                                              str(path)]}
+    loaded = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        status = main(["decompose-dir", str(work["images"]), "--out", str(out),
+                       *map(str, work["model_args"]), *common, *extra])
+        assert status == 0, capsys.readouterr().err
+        loaded[name] = load_decomposition(out)
+    a, b = loaded["vocabulary"], loaded["dictionary"]
+    assert list(a.concept_names) == list(b.concept_names) == WORDS
+    assert (a.codes != b.codes).nnz == 0 and a.codes.nnz > 0

@@ -170,3 +170,166 @@ def test_load_end_to_end_with_a_local_checkpoint(tiny_checkpoint, tiny_config, o
     assert model.concepts == vocab
     with pytest.raises(ValueError, match="no reference image mean"):
         load((TINY, str(tiny_checkpoint)), vocab, device="cpu")
+
+
+# ------------------------------------------- the reference's module-level helpers
+def reference_decompose_dataset(batches, C, mean, l1):
+    """The reference ``decompose_dataset`` loop over (image, label) batches of embeddings."""
+    ret, l0, cosine, total = None, 0, 0, 0
+    for image, _ in batches:
+        weights, _, batch_cosine = reference_encode_image(image, C, mean, l1)
+        ret = weights.sum(0) if ret is None else ret + weights.sum(0)
+        l0 += torch.linalg.vector_norm(weights, dim=1, ord=0).sum().item()
+        cosine += batch_cosine.item()
+        total += image.shape[0]
+    return ret / total, l0 / total, cosine / total
+
+
+def reference_decompose_classes(batches, target_label, C, mean, l1):
+    """The reference ``decompose_classes`` loop (its per-label sums and counts)."""
+    class_weights, class_totals, l0, cosine, total = {}, {}, 0, 0, 0
+    for image, label in batches:
+        if target_label is not None:
+            idx = torch.argwhere(label == target_label).squeeze()
+            if idx.nelement() == 0:
+                continue
+            image, label = image[idx], label[idx]
+            if idx.nelement() == 1:
+                image, label = image.unsqueeze(0), label.unsqueeze(0)
+        weights, _, batch_cosine = reference_encode_image(image, C, mean, l1)
+        for i in range(image.shape[0]):
+            key = label[i].item()
+            class_weights[key] = class_weights.get(key, 0) + weights[i]
+            class_totals[key] = class_totals.get(key, 0) + 1
+        l0 += torch.linalg.vector_norm(weights, dim=1, ord=0).sum().item()
+        cosine += batch_cosine.item()
+        total += image.shape[0]
+    return ({k: v / class_totals[k] for k, v in class_weights.items()}, l0 / total,
+            cosine / total)
+
+
+@pytest.fixture(scope="module")
+def loader(real, micrographs):
+    """A DataLoader of (micrograph embedding, technique label) batches of 5, in file order."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    _names, _E, X, _mean, _C_ref, _, _cd = real
+    _, labels = micrographs
+    techniques = sorted({row["technique"] for row in labels})
+    y = torch.tensor([techniques.index(row["technique"]) for row in labels[: len(X)]])
+    return DataLoader(TensorDataset(torch.as_tensor(X), y), batch_size=5, shuffle=False)
+
+
+def test_decompose_image_matches_the_reference(real):
+    from sksplice.compat import decompose_image
+
+    _names, _E, X, mean, C_ref, _, cd = real
+    model = SPLICE(mean, cd, l1_penalty=L1, device="cpu")
+    for i in (0, 5, 17):
+        w_ref, _, cos_ref = reference_encode_image(X[i : i + 1], C_ref, mean, L1)
+        weights, l0, cosine = decompose_image(torch.as_tensor(X[i : i + 1]), model, "cpu")
+        assert weights.shape == (1, len(cd))
+        assert np.abs(weights.numpy() - w_ref.numpy()).max() < 1e-6
+        assert l0 == torch.linalg.vector_norm(w_ref.squeeze(), ord=0).item() > 0
+        assert isinstance(l0, float) and isinstance(cosine, float)
+        assert cosine == pytest.approx(cos_ref.item(), abs=1e-5)
+    # the model's flags are left as they were (the reference sets both to True)
+    assert model.return_weights is False and model.return_cosine is False
+
+
+def test_decompose_dataset_matches_the_reference(real, loader):
+    from sksplice.compat import decompose_dataset
+
+    _names, _E, X, mean, C_ref, _, cd = real
+    model = SPLICE(mean, cd, l1_penalty=L1, device="cpu")
+    weights, l0, cosine = decompose_dataset(loader, model, "cpu")
+    w_ref, l0_ref, cos_ref = reference_decompose_dataset(loader, C_ref, mean, L1)
+    assert weights.shape == (len(cd),)
+    assert np.abs(weights.numpy() - w_ref.numpy()).max() < 1e-6
+    assert l0 == pytest.approx(l0_ref) and l0 > 1
+    assert cosine == pytest.approx(cos_ref, abs=1e-6) and 0.2 < cosine < 1
+    # batches of images alone (no labels) give the same averages
+    alone = [images for images, _ in loader]
+    w2, l02, cos2 = decompose_dataset(alone, model)
+    np.testing.assert_allclose(w2.numpy(), weights.numpy(), atol=1e-7)
+    assert (l02, cos2) == pytest.approx((l0, cosine))
+    with pytest.raises(ValueError, match="no images"):
+        decompose_dataset([], model)
+
+
+def test_decompose_classes_matches_the_reference(real, loader):
+    from sksplice.compat import decompose_classes
+
+    _names, _E, X, mean, C_ref, _, cd = real
+    model = SPLICE(mean, cd, l1_penalty=L1, device="cpu")
+    labels = torch.cat([y for _, y in loader])
+    assert len(set(labels.tolist())) > 1  # several classes in the sample
+    for target in (None, int(labels[0]), int(labels[-1])):
+        got, l0, cosine = decompose_classes(loader, target, model, "cpu")
+        ref, l0_ref, cos_ref = reference_decompose_classes(loader, target, C_ref, mean, L1)
+        assert sorted(got) == sorted(ref)
+        for key in ref:
+            assert isinstance(key, int)
+            assert np.abs(got[key].numpy() - ref[key].numpy()).max() < 1e-6
+        assert l0 == pytest.approx(l0_ref)
+        assert cosine == pytest.approx(cos_ref, abs=1e-6)
+    with pytest.raises(ValueError, match="no image of label 999"):
+        decompose_classes(loader, 999, model)
+
+
+def test_dataloader_of_preprocessed_images_through_a_backbone(tiny_checkpoint, tiny_config,
+                                                             offline_sandbox, image_files):
+    from _clip_helpers import TINY
+    from PIL import Image
+    from torch.utils.data import DataLoader
+
+    from sksplice.compat import decompose_classes, decompose_dataset, decompose_image
+
+    vocab = ["dog", "cat", "red car", "sunset", "mountain", "beach"]
+    model = load((TINY, str(tiny_checkpoint)), vocab, image_mean=np.zeros(32), l1_penalty=0.05,
+                 device="cpu")
+    preprocess = model.clip.preprocess
+    paths, _ = image_files
+    images = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths])
+    labels = torch.tensor([0, 1, 0, 1, 1])
+    dataset = list(zip(images, labels, strict=True))
+    loader = DataLoader(dataset, batch_size=2, shuffle=False)
+    model.return_weights = True
+    each = model.encode_image(images)  # the weights of each image, one batch
+    weights, l0, _ = decompose_dataset(loader, model)
+    np.testing.assert_allclose(weights.numpy(), each.numpy().mean(0), atol=1e-6)
+    assert l0 == pytest.approx(float((each != 0).sum()) / 5)
+    classes, _, _ = decompose_classes(loader, None, model)
+    for key in (0, 1):
+        np.testing.assert_allclose(classes[key].numpy(),
+                                   each.numpy()[labels.numpy() == key].mean(0), atol=1e-6)
+    w1, _, _ = decompose_image(images[:1], model)
+    np.testing.assert_allclose(w1.numpy(), each.numpy()[:1], atol=1e-6)
+
+
+def test_tokenizer_and_preprocess_follow_the_reference():
+    import open_clip
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from PIL import Image
+
+    from sksplice.compat import get_preprocess, get_tokenizer
+
+    texts = ["a photo of a cat", "motorbike", "a police officer in britain"]
+    for name in ("clip:ViT-B/32", "clip:RN50", "open_clip:ViT-B-32", "ViT-B-16:openai"):
+        tokens = get_tokenizer(name)(texts)
+        # clip.tokenize: <start> BPE ids <end>, zero-padded to 77 (open_clip's tokenize)
+        assert torch.equal(tokens, open_clip.tokenize(texts))
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    # the reference: clip.load(...)[1], and open_clip.create_model_and_transforms(model)[2]:
+    # resize (bicubic), centre crop, RGB, to tensor, normalise with OpenAI's statistics
+    clip_preprocess = open_clip.image_transform(224, is_train=False, mean=OPENAI_DATASET_MEAN,
+                                                std=OPENAI_DATASET_STD)
+    expected = clip_preprocess(image)
+    for name in ("clip:ViT-B/32", "clip:ViT-B/16", "open_clip:ViT-B-32"):
+        got = get_preprocess(name)(image)
+        assert got.shape == (3, 224, 224)
+        torch.testing.assert_close(got, expected)
+    for bad in ("clip:ViT-L/14", "ViT-B/32", "hf:openai/clip-vit-base-patch32"):
+        with pytest.raises(ValueError, match="reference code's names|not an open_clip|ambig"):
+            get_tokenizer(bad)

@@ -327,3 +327,93 @@ def test_transform_of_image_bags(client, images):
     expected = _single_threaded(lambda: np.vstack([emb.transform(paths[:3]),
                                                    emb.transform(paths[3:])]))
     np.testing.assert_array_equal(E.compute(), expected)
+
+
+# ------------------------------------------------- whole pipelines (ParallelPostFit)
+def _pipeline_problem(problem):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    dictionary, X = problem
+    st = _fitted(SpliceTransformer, problem)
+    y = np.asarray(st.transform(X).argmax(axis=1)).ravel() % 3  # labels the codes explain
+    pipe = make_pipeline(SpliceTransformer(l1=0.1, dictionary=dictionary, image_mean="fit",
+                                           solver="sklearn", device="cpu"),
+                         LogisticRegression(max_iter=1000))
+    return pipe, X, y
+
+
+def test_parallel_post_fit_runs_a_pipeline_on_dask_arrays(problem):
+    import dask
+    from sklearn.exceptions import NotFittedError
+
+    from sksplice import ParallelPostFit
+
+    pipe, X, y = _pipeline_problem(problem)
+    model = ParallelPostFit(pipe).fit(da.from_array(X, chunks=(10, 16)), da.from_array(y))
+    fitted = model.estimator_
+    assert fitted is not pipe and not hasattr(pipe[-1], "coef_")  # a clone was fitted
+    Xd = da.from_array(X, chunks=(10, 16))
+    with dask.config.set(scheduler="threads"):
+        labels = model.predict(Xd)
+        assert isinstance(labels, da.Array) and labels.chunks == ((10, 10, 10, 10, 8),)
+        np.testing.assert_array_equal(labels.compute(), fitted.predict(X))
+        proba = model.predict_proba(Xd)
+        assert proba.chunks == ((10, 10, 10, 10, 8), (len(fitted.classes_),))
+        np.testing.assert_allclose(proba.compute(), fitted.predict_proba(X), rtol=0, atol=0)
+        np.testing.assert_array_equal(model.decision_function(Xd).compute(),
+                                      fitted.decision_function(X))
+        codes = ParallelPostFit(fitted[:-1]).transform(Xd)  # sparse blocks stay sparse
+        assert isinstance(codes._meta, sp.csr_matrix)
+        assert _equal_sparse(codes.compute(), fitted[:-1].transform(X))
+    # in-memory inputs pass straight through; the score is the estimator's
+    np.testing.assert_array_equal(model.predict(X), fitted.predict(X))
+    assert model.score(Xd, y) == fitted.score(X, y)
+    np.testing.assert_array_equal(model.classes_, fitted.classes_)
+    assert model.n_features_in_ == 16
+    # an already fitted pipeline is used as it is; an unfitted one names the fix
+    np.testing.assert_array_equal(ParallelPostFit(fitted).predict(Xd).compute(),
+                                  fitted.predict(X))
+    with pytest.raises(NotFittedError, match="call fit"):
+        ParallelPostFit(pipe).predict(Xd)
+    assert not hasattr(ParallelPostFit(fitted[:-1]), "predict")  # only what the estimator has
+    with pytest.raises(ValueError, match="2-D Dask array"):
+        model.predict(da.from_array(X[0]))
+    import dask.bag as db
+
+    with pytest.raises(ValueError, match="takes a Dask array"):
+        model.predict(db.from_sequence(list(X), npartitions=2))
+
+
+@pytest.mark.slow
+def test_parallel_post_fit_on_a_local_cluster(client, problem):
+    from sksplice import ParallelPostFit
+
+    client.wait_for_workers(2)
+    pipe, X, y = _pipeline_problem(problem)
+    model = ParallelPostFit(pipe).fit(X, y)
+    Xd = da.from_array(X, chunks=(6, 16))
+    labels = model.predict(Xd)
+    # every block is a task on the cluster's workers
+    blocks = client.compute(labels.to_delayed().ravel().tolist(), sync=True)
+    assert len(blocks) == 8
+    np.testing.assert_array_equal(np.concatenate(blocks), model.estimator_.predict(X))
+    np.testing.assert_array_equal(labels.compute(), model.estimator_.predict(X))
+    np.testing.assert_allclose(model.predict_proba(Xd).compute(),
+                               model.estimator_.predict_proba(X), rtol=0, atol=0)
+
+
+def test_parallel_post_fit_passes_the_estimator_checks():
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from sksplice import ParallelPostFit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(ParallelPostFit(LogisticRegression()), on_fail=None)
+    failed = {r["check_name"]: str(r["exception"])[:200] for r in results
+              if r["status"] == "failed"}
+    assert len(results) > 30 and failed == {}

@@ -22,7 +22,10 @@ is described by ``--model-config FILE.json`` (an open_clip model config:
 ``embed_dim``, ``vision_cfg``, ``text_cfg``, optionally wrapped in
 ``{"model_cfg": ...}`` as in ``open_clip_config.json``); a file named
 ``open_clip_config.json`` beside the checkpoint is used automatically.
-Every default is the library's (``sksplice._defaults``, the registries).
+``--dictionary FILE.npz`` (a :meth:`ConceptDictionary.save
+<sksplice.ConceptDictionary.save>` file) replaces the vocabulary; embeddings
+files then need no model at all.  Every default is the library's
+(``sksplice._defaults``, the registries).
 """
 
 from ._main import main

@@ -18,6 +18,7 @@ from ._inputs import (
     resolve_image_arg,
 )
 from ._parser import PROG
+from ._preflight import check_files
 from ._resolve import CLIError, build_transformer, encoder_from_args
 
 __all__ = ["COMMANDS", "info", "one_line"]
@@ -55,9 +56,10 @@ def cmd_decompose(args):
                        "--texts FILE.")
     image_args = [a for a in args.inputs if not is_embeddings_file(a)]
     image_est, text_est, encoder = build_transformer(
-        args, progress=not args.no_progress, need_image_mean=bool(args.inputs))
-    names = image_est.get_feature_names_out() if image_est is not None else (
-        text_est.get_feature_names_out())
+        args, progress=not args.no_progress, need_image_mean=bool(args.inputs),
+        need_model=bool(image_args or texts), check=check_files)
+    names = text_est.get_feature_names_out()
+    dim = text_est.dictionary_.n_features
     skipped, image_rows, ordered = [], {}, []
     paths = [resolve_image_arg(a) for a in image_args]
     if paths:
@@ -71,7 +73,7 @@ def cmd_decompose(args):
     n_image = 0
     for arg in args.inputs:  # rows in the order the inputs were given
         if is_embeddings_file(arg):
-            X = load_embeddings_file(arg, encoder.embed_dim)
+            X = load_embeddings_file(arg, dim)
             codes, cosine = codes_and_cosine(image_est, X)
             ordered += [dict(image=f"{arg}[{i}]", kind="embedding", **row)
                         for i, row in enumerate(_rows(codes, cosine, names))]
@@ -88,17 +90,24 @@ def cmd_decompose(args):
         raise CLIError(f"none of the {len(paths)} image(s) could be read; nothing to "
                        "decompose.")
     est = image_est if image_est is not None else text_est
-    _print_results(args, ordered, skipped, est, encoder, names)
+    _print_results(args, ordered, skipped, est, _model_name(encoder, est), names)
     return 0
 
 
-def _print_results(args, results, skipped, est, encoder, names):
+def _model_name(encoder, est):
+    """The model the codes are in: the encoder's, or the one the dictionary records."""
+    if encoder is not None:
+        return str(encoder.identity or encoder.model_name)
+    return str(est.dictionary_.metadata.get("encoder"))
+
+
+def _print_results(args, results, skipped, est, model, names):
     k = args.top_k or None
     if args.format == "json":
         for r in results:
             r["concepts"] = r["concepts"][:k]
         print(json.dumps({
-            "model": str(encoder.identity or encoder.model_name),
+            "model": model,
             "l1": None if est.n_nonzero is not None else est.l1,
             "n_nonzero": est.n_nonzero, "n_concepts": len(names),
             "results": results, "skipped": skipped,
@@ -148,7 +157,7 @@ def cmd_decompose_dir(args):
     if not images:
         raise CLIError(f"no image files under {str(root)!r} (looked for "
                        f"{' '.join(IMAGE_EXTENSIONS)}).")
-    est, _, _ = build_transformer(args, progress=not args.no_progress)
+    est, _, _ = build_transformer(args, progress=not args.no_progress, check=check_files)
     if (out / "manifest.json").exists():
         try:
             if not read_manifest(out).get("complete"):
@@ -222,6 +231,7 @@ def cmd_estimate_mean(args):
     if not images:
         raise CLIError(f"no image files under {str(root)!r}.")
     encoder = encoder_from_args(args)
+    check_files(args, encoder, vocabulary=False, mean=False, images=True)
     total, count, n_bad = None, 0, 0
     bs = args.batch_size
     with tqdm(total=len(images), unit="img", desc="estimating mean",

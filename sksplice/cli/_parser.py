@@ -73,6 +73,18 @@ def _bounded_int(low, high=None):
 
 
 _positive_int = _bounded_int(1)
+
+
+def _vocabulary_size(text):
+    """A positive size, or -1 for the whole vocabulary (as ``vocabulary_size=-1``)."""
+    if text.strip() == "-1":
+        return -1
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not a vocabulary size: pass a positive number of concepts, or "
+            "-1 for the whole vocabulary") from None
 _nonnegative_int = _bounded_int(0)
 
 
@@ -102,6 +114,16 @@ def _prompt_template(text):
             "where the concept goes, e.g. '{}' or 'a photo of {}'; write literal braces as "
             "'{{' and '}}'")
     return text
+
+
+class _Explicit(argparse.Action):
+    """Store the value and record that the option was given (``args.explicit``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        explicit = set(getattr(namespace, "explicit", ()))
+        explicit.add(self.dest)
+        namespace.explicit = explicit
 
 
 def _library_default(func, name):
@@ -147,9 +169,8 @@ def _model_options():
 
 
 def _solver_choices():
-    from ..solvers import list_solvers
-
-    return list(list_solvers())
+    """``auto`` and the registered solvers, without importing them (start-up time)."""
+    return ["auto", *_defaults.SOLVER_NAMES]
 
 
 def _decomposition_options():
@@ -162,13 +183,18 @@ def _decomposition_options():
     sparsity.add_argument("--n-nonzero", type=_bounded_int(1, MAX_SHARD), default=None,
                           metavar="K", help="find per input the penalty giving exactly K "
                                             "concepts (instead of --l1)")
+    g.add_argument("--dictionary", default=None, metavar="FILE.npz",
+                   help="a precomputed concept dictionary (ConceptDictionary.save): no "
+                        "vocabulary is encoded, and embeddings files need no model at all")
     g.add_argument("--vocabulary", default=_defaults.VOCABULARY, metavar="NAME|FILE",
+                   action=_Explicit,
                    help="built-in vocabulary name or a text file, one concept a line, least "
                         f"to most frequent (default: {_defaults.VOCABULARY})")
-    g.add_argument("--vocabulary-size", type=_positive_int, default=_defaults.VOCABULARY_SIZE,
-                   metavar="N", help="keep the N most frequent concepts (default: "
-                                     f"{_defaults.VOCABULARY_SIZE}, as in Python)")
-    g.add_argument("--prompt-template", type=_prompt_template,
+    g.add_argument("--vocabulary-size", type=_vocabulary_size, action=_Explicit,
+                   default=_defaults.VOCABULARY_SIZE, metavar="N",
+                   help="keep the N most frequent concepts, -1 for the whole vocabulary "
+                        f"(default: {_defaults.VOCABULARY_SIZE}, as in Python)")
+    g.add_argument("--prompt-template", type=_prompt_template, action=_Explicit,
                    default=_defaults.PROMPT_TEMPLATE, metavar="TEMPLATE",
                    help="template each concept is encoded with (default: "
                         f"{_defaults.PROMPT_TEMPLATE!r})")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .. import _defaults
 
-__all__ = ["CLIError", "build_transformer", "encoder_from_args", "set_offline"]
+__all__ = ["MODEL_OPTIONS", "CLIError", "build_transformer", "encoder_from_args",
+           "load_dictionary_arg", "model_options_given", "set_offline"]
 
 #: What a model name registered from --model-config may look like: a plain file stem.
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
@@ -171,21 +172,46 @@ def load_mean_file(path, dim):
     return mean
 
 
-def _check_dim(mean, encoder, what):
-    if mean.shape[0] != encoder.embed_dim:
-        raise CLIError(f"{what} has {mean.shape[0]} values but the model embeds into "
-                       f"{encoder.embed_dim}; pass --mean for this model.")
+def _check_dim(mean, dim, what):
+    if mean.shape[0] != dim:
+        raise CLIError(f"{what} has {mean.shape[0]} values but the embeddings have "
+                       f"{dim}; pass --mean for this model.")
     return mean
 
 
-def image_mean_from_args(args, encoder):
-    """The mean array (or None) selected by --mean."""
+def _tag_name(identity):
+    """``"MODEL:TAG"`` of a recorded encoder (``"open_clip/MODEL/TAG"`` or already so)."""
+    if not isinstance(identity, str) or "sha256:" in identity:
+        return None  # a checkpoint or a user model: no registered mean
+    parts = identity.split("/")
+    if len(parts) == 3 and parts[0] == "open_clip":
+        return f"{parts[1]}:{parts[2]}"
+    return identity
+
+
+def image_mean_from_args(args, encoder, dictionary=None):
+    """The mean array (or None) selected by --mean.
+
+    Without an encoder (``--dictionary`` and embeddings files only), ``auto``
+    is the reference mean of the model the dictionary records.
+    """
     from ..means import get_reference_mean, list_means
 
     choice = args.mean
     offline = args.offline or None
+    dim = encoder.embed_dim if encoder is not None else dictionary.n_features
     if choice.lower() == "none":
         return None
+    if choice.lower() == "auto" and encoder is None:
+        source = _tag_name(dictionary.metadata.get("encoder"))
+        mean = get_reference_mean(source, cache_dir=args.cache_dir, offline=offline) if (
+            source is not None) else None
+        if mean is None:
+            raise CLIError(
+                f"no reference image mean is registered for the dictionary's model "
+                f"({source or 'not recorded'}); pass --mean FILE (.npy/.pt, e.g. from `sksplice "
+                "estimate-mean`), --mean MODEL:TAG, or --mean none to skip centring.")
+        return _check_dim(mean, dim, f"the reference mean of {source}")
     if choice.lower() == "auto":
         if args.checkpoint is not None and args.pretrained is not None:
             # the checkpoint holds the weights of a known tag: its reference mean applies
@@ -204,29 +230,107 @@ def image_mean_from_args(args, encoder):
                 + (" (or --pretrained TAG if the checkpoint holds the weights of a known "
                    "tag)" if args.checkpoint else "") + "."
             )
-        return _check_dim(mean, encoder, "the reference mean")
+        return _check_dim(mean, dim, "the reference mean")
     if choice in list_means():
         mean = get_reference_mean(choice, cache_dir=args.cache_dir, offline=offline)
-        return _check_dim(mean, encoder, f"the reference mean of {choice}")
-    return load_mean_file(choice, encoder.embed_dim)
+        return _check_dim(mean, dim, f"the reference mean of {choice}")
+    return load_mean_file(choice, dim)
 
 
-def build_transformer(args, progress, *, need_image_mean=True):
-    """Fitted SpliceTransformers from the options: ``(for images, for texts, encoder)``.
+#: Options a precomputed dictionary makes unused: dest -> flag.
+_DICTIONARY_MAKES_UNUSED = {"vocabulary": "--vocabulary", "vocabulary_size": "--vocabulary-size",
+                            "prompt_template": "--prompt-template"}
+#: The options that name a model: dest -> flag.
+MODEL_OPTIONS = {"model": "--model", "pretrained": "--pretrained", "checkpoint": "--checkpoint",
+                 "model_config": "--model-config"}
 
-    Nothing is encoded but the vocabulary (with a progress bar on stderr when
-    ``progress``): the transformers are fitted without data.  Options not
-    given keep the library's defaults.
+
+def model_options_given(args):
+    """The model flags given on the command line (``--model``, ``--checkpoint``...)."""
+    return [flag for dest, flag in MODEL_OPTIONS.items() if getattr(args, dest, None) is not None]
+
+
+def _listing(flags):
+    return ", ".join(flags) + (" is" if len(flags) == 1 else " are")
+
+
+def load_dictionary_arg(args):
+    """The ``ConceptDictionary`` of ``--dictionary``, refusing the options it makes unused."""
+    from ..dictionary import ConceptDictionary
+
+    explicit = getattr(args, "explicit", set())
+    unused = [flag for dest, flag in _DICTIONARY_MAKES_UNUSED.items() if dest in explicit]
+    if unused:
+        raise CLIError(
+            f"{_listing(unused)} unused with --dictionary: the concepts and their embeddings "
+            f"come from {args.dictionary!r}; drop {'it' if len(unused) == 1 else 'them'}, or "
+            "drop --dictionary to build a dictionary from a vocabulary.")
+    try:
+        return ConceptDictionary.load(args.dictionary)
+    except FileNotFoundError:
+        raise CLIError(f"dictionary file {args.dictionary!r} does not exist; write one in "
+                       "Python with ConceptDictionary.save(path) (e.g. of "
+                       "sksplice.build_dictionary(...)).") from None
+
+
+def _dictionary_and_encoder(args, progress, need_model, need_image_mean, check):
+    """The concept dictionary and the encoder (None when ``--dictionary`` makes it unneeded).
+
+    ``check(args, encoder, vocabulary=, mean=, images=)``, when given, runs
+    once the (not yet loaded) encoder is known and before anything is loaded.
     """
+    if args.dictionary is not None:
+        dictionary = load_dictionary_arg(args)
+        source = dictionary.metadata.get("encoder") or "not recorded in the file"
+        given = model_options_given(args)
+        if not need_model:
+            if given:
+                raise CLIError(
+                    f"{_listing(given)} unused: with --dictionary, embeddings files need no "
+                    "model; drop the model options (a model is needed only to embed images "
+                    "and texts).")
+            return dictionary, None
+        if not given:
+            raise CLIError(
+                "images and texts need a model to embed them: pass the model the dictionary "
+                f"was built with ({source}) with --model/--pretrained or --checkpoint; "
+                "embeddings files (.npy, .pt, .safetensors) need none.")
+        encoder = encoder_from_args(args)
+        if check is not None:
+            check(args, encoder, vocabulary=False, mean=need_image_mean, images=True)
+        if encoder.embed_dim != dictionary.n_features:
+            raise CLIError(
+                f"the model embeds into {encoder.embed_dim} dimensions but the dictionary "
+                f"{args.dictionary!r} has {dictionary.n_features} (it was built with "
+                f"{source}); pass that model's options.")
+        return dictionary, encoder
     from ..concepts import build_dictionary
-    from ..shards import image_transformer
 
     encoder = encoder_from_args(args)
+    if check is not None:
+        check(args, encoder, vocabulary=True, mean=need_image_mean, images=need_model)
     dictionary = build_dictionary(
         encoder, args.vocabulary, vocabulary_size=args.vocabulary_size,
         prompt_template=args.prompt_template, cache_dir=args.cache_dir,
         offline=args.offline or None, progress=progress,
     )
+    return dictionary, encoder
+
+
+def build_transformer(args, progress, *, need_image_mean=True, need_model=True, check=None):
+    """Fitted SpliceTransformers from the options: ``(for images, for texts, encoder)``.
+
+    Nothing is encoded but the vocabulary (with a progress bar on stderr when
+    ``progress``): the transformers are fitted without data.  Options not
+    given keep the library's defaults.  With ``--dictionary`` and
+    ``need_model=False`` (embeddings files only) no model is loaded and the
+    encoder is None.  ``check`` sees the encoder before anything is loaded
+    (the command line lists every missing file there).
+    """
+    from ..shards import image_transformer
+
+    dictionary, encoder = _dictionary_and_encoder(args, progress, need_model, need_image_mean,
+                                                  check)
     params = {"solver": args.solver, "device": args.device, "tol": args.tol,
               "max_iter": args.max_iter}
     if args.l1 is not None:
@@ -235,8 +339,8 @@ def build_transformer(args, progress, *, need_image_mean=True):
         params["n_nonzero"] = args.n_nonzero
     image_est = None
     if need_image_mean:
-        image_est = image_transformer(encoder, dictionary, image_mean_from_args(args, encoder),
-                                      **params)
+        image_est = image_transformer(encoder, dictionary,
+                                      image_mean_from_args(args, encoder, dictionary), **params)
     text_mean = None if args.mean.lower() == "none" else dictionary.text_mean
     text_est = image_transformer(encoder, dictionary, text_mean, **params)
     return image_est, text_est, encoder

@@ -27,7 +27,7 @@ length.
 """
 
 from ._encoder import Encoder
-from ._factory import estimator_encoder, get_encoder
+from ._factory import estimator_encoder, get_encoder, missing_weights
 from ._hf import HFAdapter
 from ._spec import (
     DEFAULT_ENCODER,
@@ -54,5 +54,6 @@ __all__ = [
     "get_encoder",
     "list_encoders",
     "looks_like_path",
+    "missing_weights",
     "shorten",
 ]

@@ -8,7 +8,7 @@ from ._encoder import Encoder, has_encode, short
 from ._hf import is_hf_model
 from ._spec import DEFAULT_ENCODER, HF_PREFIX, parse_spec
 
-__all__ = ["get_encoder"]
+__all__ = ["get_encoder", "missing_weights"]
 
 
 def get_encoder(encoder=DEFAULT_ENCODER, *, device="auto", cache_dir=None, offline=None,
@@ -146,3 +146,45 @@ def estimator_encoder(owner):
         owner._encoder_obj = enc
         owner._encoder_spec = (owner.encoder, owner.device)
     return enc
+
+
+def missing_weights(encoder):
+    """Where an encoder's weights would go, when they are not on this machine yet.
+
+    Looks only at local files (no network access, nothing is loaded), so a
+    caller can list everything a run lacks before it starts.
+
+    Parameters
+    ----------
+    encoder : Encoder, str or tuple
+        Anything :func:`sksplice.get_encoder` accepts.
+
+    Returns
+    -------
+    looked : list of str
+        Empty when the weights are cached, given as a local checkpoint that
+        exists, or not needed (random weights, a user model, a Hugging Face
+        model, whose files ``transformers`` manages); otherwise where they
+        were looked for, which is where a download puts them.
+
+    Examples
+    --------
+    >>> from sksplice.encoders import missing_weights
+    >>> looked = missing_weights("ViT-B-32:laion2b_s34b_b79k")  # [] once they are cached
+    >>> all("laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in place for place in looked)
+    True
+    """
+    from ._weights import cached_weights
+
+    enc = get_encoder(encoder)
+    if getattr(enc, "checkpoint", None) is not None:  # get_encoder checked that it exists
+        return []
+    if getattr(enc, "pretrained", None) is None or str(enc.model_name).startswith("hf:"):
+        return []
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(enc.model_name, enc.pretrained)
+    if not cfg:
+        return []
+    found, looked = cached_weights(cfg, None if enc.cache_dir is None else str(enc.cache_dir))
+    return [] if found else looked

@@ -35,6 +35,11 @@ SOLVERS = {
 }
 
 
+if tuple(SOLVERS) != _defaults.SOLVER_NAMES:  # pragma: no cover - a registry edit's reminder
+    raise ImportError(f"sksplice._defaults.SOLVER_NAMES {_defaults.SOLVER_NAMES} must list the "
+                      f"registry's solvers {tuple(SOLVERS)} (the command line reads it).")
+
+
 def list_solvers():
     """Names of the available solvers (``"auto"`` included).
 

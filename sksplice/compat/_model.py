@@ -1,45 +1,14 @@
-"""The SpLiCE reference code's API (AI4LIFE-GROUP/SpLiCE), built on :class:`SpliceTransformer`.
-
-Code written for the reference package (``import splice``) runs with
-``import sksplice.compat as splice``::
-
-    splicemodel = splice.load("open_clip:ViT-B-32", vocabulary="laion",
-                              vocabulary_size=10000, l1_penalty=0.25)
-    recon = splicemodel.encode_image(images)          # dense reconstructions
-    splicemodel.return_weights = True
-    weights = splicemodel.encode_image(images)        # sparse concept weights
-
-:func:`load` accepts the reference's model names (``"clip:ViT-B/32"``,
-``"clip:ViT-B/16"``, ``"clip:RN50"``, ``"open_clip:ViT-B-32"``), its
-vocabularies and ``vocabulary_size=-1`` (the whole vocabulary), and keeps
-its defaults (``l1_penalty=0.01``, the whole vocabulary).  The object it
-returns, :class:`SPLICE`, has the reference's attributes and methods
-(``encode_image``, ``encode_text``, ``decompose``, ``recompose_image``,
-``recompose_text``, ``intervene_image``, ``return_weights``,
-``return_cosine``) and returns torch tensors.  The decomposition itself is
-:class:`~sksplice.SpliceTransformer`'s (exact, on sksplice's solvers).
-
-Differences from the reference, on purpose (see ``docs/migration.md``):
-
-* vocabulary files are read with their blank lines skipped: ``mscoco.txt``
-  has one, which the reference keeps as an empty concept, so with the whole
-  vocabulary its concept indices from there on differ by one;
-* the reference's ``'skl'`` and ``'admm'`` solvers both solve the same
-  problem, so both map to sksplice's exact solver (``solver="auto"``; any
-  name of :func:`sksplice.list_solvers` is accepted too);
-* the text path works: text is centred on the vocabulary's own text mean
-  unless ``text_mean`` is given (the reference's text path fails as shipped).
-"""
+"""The reference's ``load`` and ``SPLICE`` model, over :class:`~sksplice.SpliceTransformer`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _defaults
-from .core import normalize_rows, recompose
-from .dictionary import ConceptDictionary
-from .encoders import ENCODER_ALIASES, get_encoder
-from .transformer import SpliceTransformer
+from .. import _defaults
+from ..core import normalize_rows, recompose
+from ..dictionary import ConceptDictionary
+from ..encoders import ENCODER_ALIASES, get_encoder
+from ..transformer import SpliceTransformer
 
 __all__ = ["SPLICE", "available_models", "get_vocabulary", "load"]
 
@@ -88,7 +57,7 @@ def get_vocabulary(name, vocabulary_size, download_root=None):
     concepts : list of str
         Least to most frequent; blank lines are skipped.
     """
-    from .vocabularies import load_vocabulary
+    from ..vocabularies import load_vocabulary
 
     size = -1 if vocabulary_size is None or vocabulary_size <= 0 else vocabulary_size
     return load_vocabulary(name, size, cache_dir=download_root)
@@ -147,8 +116,8 @@ def load(name, vocabulary, vocabulary_size=-1, device="auto", download_root=None
         An unknown or ambiguous name, or a backbone without a registered
         image mean (pass ``image_mean=``).
     """
-    from .concepts import build_dictionary
-    from .means import get_reference_mean
+    from ..concepts import build_dictionary
+    from ..means import get_reference_mean
 
     enc = get_encoder(name, device=device)
     size = -1 if vocabulary_size is None or vocabulary_size <= 0 else vocabulary_size
