@@ -105,3 +105,28 @@ def test_cli_defaults_are_the_librarys():
     args = parser.parse_args(["decompose-dir", "d", "--out", "o"])
     assert args.shard_size == sig["shard_size"].default == _defaults.SHARD_SIZE
     assert args.top_k == sig["top_k"].default == _defaults.TOP_K
+
+
+def test_report_defaults_are_build_reports():
+    """`sksplice report` reads its defaults from _defaults; they are build_report's."""
+    import inspect
+
+    from sksplice.cli import build_parser
+    from sksplice.report import build_report
+
+    sig = inspect.signature(build_report).parameters
+    args = build_parser().parse_args(["report", "out"])
+    for name in ("top_concepts", "images_per_concept", "concepts_per_image", "thumbnail_size",
+                 "max_thumbnails"):
+        assert getattr(args, name) == sig[name].default, name
+
+
+def test_help_does_not_import_the_report_package():
+    import subprocess
+    import sys
+
+    code = ("import sys; from sksplice.cli import build_parser; build_parser(); "
+            "print('sksplice.report' in sys.modules, 'scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]

@@ -277,9 +277,11 @@ def add_decompose_dir(sub, parents):
 
 
 def add_report(sub, parents):
-    """``sksplice report``: an HTML report of a decomposition folder."""
-    from ..report import build_report
+    """``sksplice report``: an HTML report of a decomposition folder.
 
+    Its defaults are read from ``_defaults`` (the ones ``build_report`` uses), so
+    building the parser does not import the report package and scipy with it.
+    """
     p = sub.add_parser(
         "report", parents=parents, help="a self-contained HTML report of a decomposition",
         description="Write one static HTML file (default OUT/report.html) from a finished "
@@ -297,10 +299,10 @@ def add_report(sub, parents):
                                                            "per class"),
             ("--concepts-per-image", "concepts_per_image", "concepts listed per image"),
             ("--thumbnail-size", "thumbnail_size", "longest thumbnail edge in pixels")):
-        default = _library_default(build_report, name)
+        default = getattr(_defaults, f"REPORT_{name.upper()}")
         p.add_argument(flag, type=_bounded_int(1, 4096), default=default, metavar="N",
                        help=f"{what} (default: {default})")
-    default = _library_default(build_report, "max_thumbnails")
+    default = _defaults.REPORT_MAX_THUMBNAILS
     p.add_argument("--max-thumbnails", type=_bounded_int(0, MAX_SHARD), default=default,
                    metavar="N", help="thumbnails embedded at most, which bounds the file's "
                                      f"size (default: {default})")
