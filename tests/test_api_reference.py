@@ -160,3 +160,28 @@ def test_public_name_and_methods_are_in_the_reference(key):
         return
     missing = sorted(methods - set().union(*shown))
     assert not missing, f"{name}: methods missing from its page's :members: list: {missing}"
+
+
+def test_the_estimators_html_repr_links_to_their_pages():
+    """The notebook repr's ``?`` link of each public estimator is its page in the reference."""
+    from sklearn.base import BaseEstimator
+
+    from sksplice import SpliceTransformer
+
+    estimators = {id(obj): obj for _, obj, _ in PUBLIC.values()
+                  if inspect.isclass(obj) and issubclass(obj, BaseEstimator)}
+    assert len(estimators) >= 4
+    for cls in estimators.values():
+        pages = [(doc, options["toctree"]) for doc, (kind, options) in DOCUMENTED.items()
+                 if kind == "autosummary" and options.get("toctree") and _resolve(doc) is cls]
+        assert pages, f"{cls.__name__} has no page in docs/api"
+        required = [p.name for p in inspect.signature(cls).parameters.values()
+                    if p.default is inspect.Parameter.empty]
+        # a meta-estimator (ConceptEditor) wraps a SpliceTransformer
+        estimator = cls(**{name: SpliceTransformer() for name in required})
+        url = estimator._get_doc_link()
+        assert url.startswith("https://"), f"{cls.__name__}: no API link in its HTML repr"
+        assert any(url.endswith(f"/api/{folder}/{doc}.html") for doc, folder in pages), (
+            f"{cls.__name__}'s repr links to {url}, not to its page {pages}"
+        )
+        assert url in estimator._repr_html_()
