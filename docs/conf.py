@@ -4,8 +4,12 @@ Build (offline, warnings as errors)::
 
     sphinx-build -W --keep-going -b html docs docs/_build/html
 
-Pages are Markdown (MyST) or reStructuredText; the API reference comes from
-the numpydoc docstrings (autodoc + autosummary + numpydoc).  The gallery
+Pages are Markdown (MyST) or reStructuredText, in the pydata theme with copy
+buttons.  The API reference comes from the numpydoc docstrings (autodoc +
+autosummary + numpydoc): the docs/api/*.rst pages are autosummary tables, and
+each public class and function gets a page of its own (``api/generated/``,
+from docs/_templates/autosummary/) ending with the gallery examples that use
+it (sphinx-gallery's backreferences, ``gen_modules/backreferences``).  The gallery
 (``auto_examples/``) is built by sphinx-gallery from ``examples/plot_*.py``,
 which read the real embeddings in ``../shared/data`` (``SKSPLICE_SHARED_DATA``
 overrides it); without that folder the gallery shows the code unexecuted.
@@ -63,15 +67,18 @@ extensions = [
     "numpydoc",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
+    "sphinx_copybutton",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "_inventories"]
-templates_path = []
+templates_path = ["_templates"]
 
 # --- autodoc / autosummary / numpydoc
-autosummary_generate = False  # tables only: the entries are written out in the API pages
+# one page per public object: the docs/api/*.rst tables (``:toctree: generated``)
+# are rendered with docs/_templates/autosummary/{class,function,exception}.rst
+autosummary_generate = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # numpydoc docstrings carry the types
 numpydoc_show_class_members = False
@@ -132,17 +139,46 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "show_signature": False,
     "image_scrapers": ("matplotlib",),
+    # "Examples using X" on each API page (the templates' minigallery); the
+    # examples' code links to those pages
+    "doc_module": ("sksplice",),
+    "backreferences_dir": str(DOCS / "gen_modules" / "backreferences"),
+    # figures twice as dense as they are laid out, so they stay sharp when scaled
+    "image_srcset": ["2x"],
 }
 
-# --- HTML
-html_theme = "alabaster"
+# --- HTML: the pydata theme, as scikit-learn, numpy and pandas use
+html_theme = "pydata_sphinx_theme"
 html_title = f"sksplice {version}"
 html_theme_options = {
-    "description": "Sparse, human-readable concept codes for CLIP embeddings",
-    "fixed_sidebar": True,
-    "show_relbars": True,
+    "logo": {"text": "sksplice"},
+    "navbar_align": "left",
+    "header_links_before_dropdown": 5,
+    "navbar_persistent": ["search-button"],
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    # the gallery's code is up to 100 characters wide: its pages use the width
+    # (the patterns must not overlap; "*" is a top-level page)
+    "secondary_sidebar_items": {
+        "*": ["page-toc", "sourcelink"],
+        "user_guide/*": ["page-toc", "sourcelink"],
+        "examples/*": ["page-toc", "sourcelink"],
+        "api/**": ["page-toc", "sourcelink"],
+        "auto_examples/*": [],
+    },
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version", "theme-version"],
 }
-html_static_path = []
+# the top-level pages have no subpages: no left sidebar, so the text column is wider
+html_sidebars = {"*": []}
+html_static_path = ["_static"]
+toc_object_entries_show_parents = "hide"  # "fit()" in a page's contents, not "Class.fit()"
+html_css_files = ["sksplice.css"]
+
+# --- copy buttons: the copied text leaves out prompts and output
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+copybutton_exclude = ".linenos, .gp, .go"
 
 
 class CommandHelp(Directive):
@@ -194,7 +230,24 @@ def _literal_fitted_names_in_shapes(app, what, name, obj, options, lines):
         )
 
 
+def _skip_foreign_members(app, what, name, obj, skip, options):
+    """On a class page, document the members sksplice defines, not those of its bases.
+
+    The class template asks for inherited members, so a method a class gets from an
+    sksplice mixin (``SpliceTransformer.set_output``) is on its page; the members of
+    scikit-learn's, Python's and torch's base classes are documented by those projects.
+    """
+    if what not in ("class", "exception") or skip:
+        return None
+    target = obj.fget if isinstance(obj, property) else getattr(obj, "__func__", obj)
+    module = getattr(target, "__module__", None)
+    if isinstance(module, str) and not module.startswith("sksplice"):
+        return True
+    return None
+
+
 def setup(app):
     app.add_directive("sksplice-help", CommandHelp)
+    app.connect("autodoc-skip-member", _skip_foreign_members)
     app.connect("autodoc-process-docstring", _literal_fitted_names_in_shapes)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

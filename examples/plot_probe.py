@@ -79,4 +79,4 @@ from sksplice.plotting import plot_probe_concepts
 
 table = probe_concepts(probe, X_test, y_test, top_k=5)
 print(table.head(10).to_string(index=False))
-fig = plot_probe_concepts(table, top_k=5, title="Concepts that drive each technique")
+fig = plot_probe_concepts(table, top_k=5, ncols=2, title="Concepts that drive each technique")

@@ -84,10 +84,10 @@ frame = pd.DataFrame({"technique": y, "polymer": polymer})
 for name in names:
     frame[name] = codes[:, splice.dictionary_.index(name)].toarray().ravel() > 0
 by = frame.groupby(["technique", "polymer"])[names].mean().unstack("polymer")
-fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), sharey=True,
-                         layout="constrained")
+fig, axes = plt.subplots(2, 2, figsize=(8, 6), sharex=True, sharey=True, layout="constrained")
+axes = axes.ravel()
 for ax, name in zip(axes, names, strict=False):
-    by[name].plot.barh(ax=ax, legend=ax is axes[-1])
+    by[name].plot.barh(ax=ax, legend=ax is axes[1])
     ax.set_title(name)
     ax.set_xlabel("fraction of images")
 fig.suptitle("Polymer-associated concepts, by technique")

@@ -19,6 +19,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from . import _defaults
 from ._dask import import_dask, is_dask_collection, localized, ship
 
 __all__ = ["ParallelPostFit"]
@@ -123,6 +124,9 @@ class ParallelPostFit(MetaEstimatorMixin, BaseEstimator):
     >>> labels.chunks, bool((labels.compute() == model.estimator_.predict(X)).all())
     (((20, 20, 20),), True)
     """
+
+    _doc_link_module = "sksplice"
+    _doc_link_template = _defaults.API_PAGE_TEMPLATE
 
     def __init__(self, estimator):
         self.estimator = estimator

@@ -48,6 +48,7 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 
+from . import _defaults
 from ._utils import suggest
 from .core import EPS, normalize_rows
 
@@ -232,6 +233,9 @@ class ConceptEditor(TransformerMixin, BaseEstimator):
     The residual mode keeps what the codes do not explain (here the part of
     "dog" that the l1 penalty shrank away); ``mode="recompose"`` drops it.
     """
+
+    _doc_link_module = "sksplice"
+    _doc_link_template = _defaults.API_PAGE_TEMPLATE
 
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit", "transform"])],

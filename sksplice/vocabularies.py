@@ -415,7 +415,8 @@ def build_vocabulary(captions, n_words=10000, n_bigrams=5000, *, stopwords=None,
     Examples
     --------
     >>> from sksplice import build_vocabulary
-    >>> caps = ["A red car on the road", "red car, parked", "a dog in a red car", "Dog 2024!"]
+    >>> caps = ["A red car on the road", "red car, parked",
+    ...         "a dog in a red car", "Dog 2024!"]
     >>> build_vocabulary(caps, n_words=3, n_bigrams=1)
     ['dog', 'red car', 'car', 'red']
     """

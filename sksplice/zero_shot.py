@@ -28,6 +28,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from . import _defaults
 from ._inputs import INPUT_KINDS, as_rows, check_embeddings, guess_kind
 from .core import normalize_rows
 
@@ -191,6 +192,9 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
     >>> np.round(clf.predict_proba([[0.9, 0.1, 0.3]]), 3)
     array([[1., 0.]])
     """
+
+    _doc_link_module = "sksplice"
+    _doc_link_template = _defaults.API_PAGE_TEMPLATE
 
     _parameter_constraints: dict = {
         "class_embeddings": ["array-like", None],

@@ -1,10 +1,13 @@
 """The API reference (docs/api/*.rst) lists every public name and method, and no private one.
 
 Public: the ``__all__`` of the modules users import from (the package's lazy
-exports included), and each class's own public methods.  The reference names
-an object with ``autofunction``/``autoclass``/``autoexception``/``autodata``
-(a class's methods in its ``:members:`` list, or all of them with a bare
-``:members:``).
+exports included), and each class's own public methods.  The reference lists
+each public class and function in an ``autosummary`` table with a ``:toctree:``,
+so it gets a page of its own, written from the template for its kind
+(``docs/_templates/autosummary/class.rst``, ``function.rst``,
+``exception.rst``, or the table's ``:template:``).  A class's methods are on
+its page when that template's ``:members:`` names them or is bare (autodoc then
+documents every member with a docstring).  Registries are ``autodata`` entries.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-API = Path(__file__).resolve().parents[1] / "docs" / "api"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+API = DOCS / "api"
+TEMPLATES = DOCS / "_templates" / "autosummary"
 
 PUBLIC_MODULES = [
     "sksplice", "sksplice.core", "sksplice.exceptions", "sksplice.solvers",
@@ -26,7 +31,8 @@ PUBLIC_MODULES = [
     "sksplice.compat", "sksplice.cli",
 ]
 
-_DIRECTIVE = re.compile(r"^\.\. (auto\w+|currentmodule)::\s*(\S+)\s*$")
+_DIRECTIVE = re.compile(r"^\.\. (auto\w+|currentmodule)::\s*(\S*)\s*$")
+_OPTION = re.compile(r"^\s+:([\w-]+):\s*(.*)$")
 _MEMBERS = re.compile(r"^\s+:members:\s*(.*)$")
 
 
@@ -45,32 +51,50 @@ def _resolve(dotted):
 
 
 def _documented():
-    """``{dotted name: members}`` for every auto-directive; members None means all."""
+    """``{dotted name: (directive, options)}`` for every autosummary entry and auto-directive.
+
+    An autosummary entry has directive ``"autosummary"`` and the table's options
+    (``toctree``, ``template``); any other auto-directive its own name and options.
+    """
     found = {}
     for page in sorted(API.glob("*.rst")):
-        current, last = "", None
-        for line in page.read_text().splitlines():
-            m = _DIRECTIVE.match(line)
-            if m:
-                kind, target = m.groups()
-                if kind == "currentmodule":
-                    current = target
-                    last = None
-                    continue
-                if kind in ("automodule", "autosummary"):
-                    last = None
-                    continue
-                name = target if target.startswith("sksplice") else f"{current}.{target}"
-                found[name] = set()
-                last = name
+        current, lines, i = "", page.read_text().splitlines(), 0
+        while i < len(lines):
+            m = _DIRECTIVE.match(lines[i])
+            i += 1
+            if not m:
                 continue
-            m = _MEMBERS.match(line)
-            if m and last is not None:
-                listed = {x.strip() for x in m.group(1).split(",") if x.strip()}
-                found[last] = listed or None
-            elif last is not None and found[last] and line.startswith("             "):
-                found[last] |= {x.strip() for x in line.split(",") if x.strip()}
+            kind, target = m.groups()
+            if kind == "currentmodule":
+                current = target
+                continue
+            options, entries = {}, []
+            while i < len(lines) and (not lines[i].strip() or lines[i].startswith(" ")):
+                o = _OPTION.match(lines[i])
+                if o:
+                    options[o.group(1)] = o.group(2).strip()
+                elif lines[i].strip():
+                    entries.append(lines[i].strip())
+                i += 1
+            if kind == "automodule":
+                continue
+            names = entries if kind == "autosummary" else [target]
+            for name in names:
+                full = name if name.startswith("sksplice") else f"{current}.{name}"
+                found[full] = (kind, options)
     return found
+
+
+def _template_members(kind, options):
+    """The members a class page shows: a set of names, or None for every documented one."""
+    template = TEMPLATES / (options.get("template") or f"{kind}.rst")
+    assert template.is_file(), f"no autosummary template {template}"
+    for line in template.read_text().splitlines():
+        m = _MEMBERS.match(line)
+        if m:
+            listed = {x.strip() for x in m.group(1).split(",") if x.strip()}
+            return listed or None
+    return set()
 
 
 def _public():
@@ -114,10 +138,50 @@ def test_every_documented_name_is_public_and_exists():
                          ids=lambda k: PUBLIC[k][0])
 def test_public_name_and_methods_are_in_the_reference(key):
     name, obj, methods = PUBLIC[key]
-    entries = [members for doc, members in DOCUMENTED.items() if _resolve(doc) is obj]
-    assert entries, f"{name} is not in docs/api/*.rst (add an auto-directive for it)"
-    if any(members is None for members in entries):
+    entries = [how for doc, how in DOCUMENTED.items() if _resolve(doc) is obj]
+    assert entries, (
+        f"{name} is not in docs/api/*.rst (add it to an autosummary table with "
+        f":toctree: generated)"
+    )
+    pages = [options for kind, options in entries
+             if kind == "autosummary" and options.get("toctree")]
+    assert pages, (
+        f"{name} has no page of its own: list it in an autosummary table with "
+        f":toctree: generated, not with an auto-directive"
+    )
+    if not inspect.isclass(obj):
         return
-    listed = set().union(*entries)
-    missing = sorted(methods - listed)
-    assert not missing, f"{name}: methods missing from its :members: list: {missing}"
+    kind = "exception" if issubclass(obj, BaseException) else "class"
+    shown = [_template_members(kind, options) for options in pages]
+    if any(members is None for members in shown):
+        # a bare :members: documents the members that have a docstring
+        undocumented = sorted(m for m in methods if not inspect.getdoc(getattr(obj, m)))
+        assert not undocumented, f"{name}: methods without a docstring: {undocumented}"
+        return
+    missing = sorted(methods - set().union(*shown))
+    assert not missing, f"{name}: methods missing from its page's :members: list: {missing}"
+
+
+def test_the_estimators_html_repr_links_to_their_pages():
+    """The notebook repr's ``?`` link of each public estimator is its page in the reference."""
+    from sklearn.base import BaseEstimator
+
+    from sksplice import SpliceTransformer
+
+    estimators = {id(obj): obj for _, obj, _ in PUBLIC.values()
+                  if inspect.isclass(obj) and issubclass(obj, BaseEstimator)}
+    assert len(estimators) >= 4
+    for cls in estimators.values():
+        pages = [(doc, options["toctree"]) for doc, (kind, options) in DOCUMENTED.items()
+                 if kind == "autosummary" and options.get("toctree") and _resolve(doc) is cls]
+        assert pages, f"{cls.__name__} has no page in docs/api"
+        required = [p.name for p in inspect.signature(cls).parameters.values()
+                    if p.default is inspect.Parameter.empty]
+        # a meta-estimator (ConceptEditor) wraps a SpliceTransformer
+        estimator = cls(**{name: SpliceTransformer() for name in required})
+        url = estimator._get_doc_link()
+        assert url.startswith("https://"), f"{cls.__name__}: no API link in its HTML repr"
+        assert any(url.endswith(f"/api/{folder}/{doc}.html") for doc, folder in pages), (
+            f"{cls.__name__}'s repr links to {url}, not to its page {pages}"
+        )
+        assert url in estimator._repr_html_()

@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._array_api import yield_namespace_device_dtype_combinations
-from sklearn.utils.estimator_checks import check_array_api_input
+from sklearn.utils.estimator_checks import check_array_api_input, estimator_checks_generator
 
 from sksplice import ConceptDictionary, SpliceTransformer
 
@@ -79,6 +79,65 @@ def test_sklearn_array_api_checks(namespace, device, dtype, image_mean):
                               array_namespace=namespace, device_name=device, dtype_name=dtype)
     except SkipTest as exc:  # a namespace or device this machine lacks
         pytest.skip(str(exc))
+
+
+def _device_usable(namespace, device):
+    if namespace != "torch" or device not in ("cuda", "mps"):
+        return True
+    return torch.cuda.is_available() if device == "cuda" else torch.backends.mps.is_available()
+
+
+#: scikit-learn's Array API checks that expect what SpliceTransformer does not do, and why
+ARRAY_API_EXPECTED_FAILURES = {
+    "check_array_api_same_namespace": (
+        "a fitted SpliceTransformer serves every namespace: its state is the concept "
+        "dictionary, and the codes follow the namespace of the input given to transform "
+        "(fit on numpy, transform torch batches); it does not raise when that differs "
+        "from fit's"
+    ),
+}
+
+
+def _other_array_api_checks():
+    """The Array API checks of scikit-learn's estimator checks, but check_array_api_input.
+
+    ``check_array_api_input`` is run (with skips named per device) above.
+    """
+    out = []
+    for image_mean in ("fit", None):
+        for estimator, check in estimator_checks_generator(
+                _transformer(image_mean=image_mean), legacy=True):
+            name = getattr(check, "func", check).__name__
+            if not name.startswith("check_array_api") or name == "check_array_api_input":
+                continue
+            keywords = getattr(check, "keywords", {})
+            label = "-".join(f"{v.xp}:{v.device}" if hasattr(v, "xp") else str(v)
+                             for v in keywords.values())
+            out.append(pytest.param(estimator, check, name, id=f"{name}-{label}-{image_mean}"))
+    return out
+
+
+@needs_dispatch
+@pytest.mark.parametrize(("estimator", "check", "name"), _other_array_api_checks())
+def test_sklearn_mixed_and_same_namespace_array_api_checks(estimator, check, name):
+    from sklearn.utils._testing import SkipTest
+
+    for value in getattr(check, "keywords", {}).values():
+        if hasattr(value, "xp") and not _device_usable(value.xp, value.device):
+            pytest.skip(f"{value.xp} has no usable {value.device} device here")
+    if name in ARRAY_API_EXPECTED_FAILURES:
+        with pytest.raises(AssertionError, match="did not raise"):
+            check(estimator)
+        return
+    try:
+        check(estimator)
+    except SkipTest as exc:  # a namespace or device this machine lacks
+        pytest.skip(str(exc))
+
+
+def test_the_estimator_checks_include_array_api_checks():  # no dispatch needed
+    names = {p.values[2] for p in _other_array_api_checks()}
+    assert {"check_array_api_mixed_inputs", "check_array_api_same_namespace"} <= names
 
 
 @needs_dispatch

@@ -2,11 +2,13 @@
 
 A snippet is a fenced ``python`` block of a Markdown page (or a
 ``.. code-block:: python`` of a reStructuredText page).  Each one is run as a
-script, ``python snippet.py``, in a fresh interpreter and a temporary working
-directory, with an empty sksplice cache and no network: it must be
+script in a fresh interpreter from the repository root, as the docs tell a
+reader to, with an empty sksplice cache and no network: it must be
 self-contained (and guard process pools with ``if __name__ == "__main__":``).
-``../shared/data`` from that directory is the shared data folder, as from the
-repository root.
+``../shared/data`` from there is the shared data folder.  A snippet writes
+only into temporary folders: ``git status --ignored`` shows no new file after
+it (nothing it makes could be committed by ``git add .``, nor clutter the
+checkout).
 
 A snippet that needs pretrained CLIP weights or a download cannot run here.
 Mark it with an HTML comment on the line before its fence::
@@ -168,19 +170,53 @@ def test_snippet_compiles(where, code, marked):
         assert not missing, f"{where} reads names it never defines: {missing}"
 
 
+def _untracked():
+    """The checkout's untracked and ignored files (``git status --porcelain --ignored``).
+
+    Ignored ones count too (a joblib cache folder writes its own ``.gitignore``),
+    but for Python's ``__pycache__``.  None when the repository is not a git
+    checkout (an unpacked sdist, say).
+    """
+    try:
+        proc = subprocess.run(
+            ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    except OSError:
+        return None
+    if proc.returncode != 0:
+        return None
+    return {line[3:] for line in proc.stdout.splitlines()
+            if line[:2] in ("??", "!!") and "__pycache__" not in line}
+
+
 @pytest.fixture
 def sandbox(tmp_path):
-    """A working directory whose ../shared/data is the shared data folder, and its env."""
-    (tmp_path / "shared").mkdir()
-    if SHARED_DATA.exists():
-        (tmp_path / "shared" / "data").symlink_to(SHARED_DATA, target_is_directory=True)
+    """The environment a snippet runs in, and a folder for the script itself.
+
+    The script lives outside the repository; it runs from the repository root.
+    Afterwards ``git status`` must show no new untracked (or ignored) file: a
+    snippet that leaves a file in the checkout (a downloaded checkpoint, a saved
+    figure, a cache folder) fails.
+    """
     work = tmp_path / "work"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKSPLICE_")}
     env.update(SKSPLICE_CACHE=str(tmp_path / "cache"), SKSPLICE_OFFLINE="1",
                HF_HUB_OFFLINE="1", MPLBACKEND="Agg", SKSPLICE_SHARED_DATA=str(SHARED_DATA),
                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
-    return work, env
+    before = _untracked()
+    yield work, env
+    after = _untracked()
+    if before is not None and after is not None:
+        left = sorted(after - before)
+        assert not left, (
+            f"run from the repository root, it left untracked files: {left}; "
+            f"write into a temporary folder (tempfile.TemporaryDirectory()) instead"
+        )
+
+
+#: the shared data folder as ``../shared/data`` from the repository root
+_DATA_FROM_ROOT = (ROOT.parent / "shared" / "data").exists()
 
 
 @pytest.mark.slow
@@ -191,11 +227,11 @@ def test_snippet_runs(where, code, marked, sandbox):
         tree = ast.parse(code)
         imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         code = ast.unparse(ast.Module(body=imports, type_ignores=[]))
-    elif not SHARED_DATA.exists() and "shared/data" in code:
-        pytest.skip(f"{where} reads ../shared/data, which is absent")
+    elif not _DATA_FROM_ROOT and "shared/data" in code:
+        pytest.skip(f"{where} reads ../shared/data, which is absent next to the repository")
     script = work / "snippet.py"
     script.write_text(code, encoding="utf-8")
-    proc = subprocess.run([sys.executable, str(script)], cwd=work, env=env,
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{where} failed:\n{proc.stderr[-3000:]}"
 

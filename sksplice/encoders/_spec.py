@@ -164,8 +164,8 @@ def looks_like_path(s):
     Examples
     --------
     >>> from sksplice.encoders import looks_like_path
-    >>> looks_like_path("weights/model.pt"), looks_like_path("laion"), looks_like_path("v.txt")
-    (True, False, True)
+    >>> [looks_like_path(s) for s in ("weights/model.pt", "laion", "v.txt")]
+    [True, False, True]
     """
     from .._defaults import IMAGE_EXTENSIONS
 

@@ -379,7 +379,8 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         -------
         codes : scipy.sparse.csr_matrix or ndarray of shape (n_samples, n_concepts)
             Nonnegative concept features, dtype following the input (float32
-            or float64).  Use :meth:`decompose` for the unscaled weights.
+            or float64; float16 and bfloat16 give float32).  Use
+            :meth:`decompose` for the unscaled weights.
         """
         check_fitted(self)
         if is_dask_collection(X):

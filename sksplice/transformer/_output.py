@@ -44,10 +44,16 @@ class OutputMixin:
         return self
 
     def _wrap_output(self, codes, X):
-        """The codes in the container ``set_output`` (or ``set_config``) asks for."""
-        from sklearn.utils._set_output import _get_output_config
+        """The codes in the container ``set_output`` (or ``set_config``) asks for.
 
-        container = _get_output_config("transform", self)["dense"]
+        The estimator's own ``set_output`` choice, else the global
+        ``set_config(transform_output=...)`` (public API only: no
+        ``sklearn.utils._set_output``).
+        """
+        from sklearn import get_config
+
+        container = (getattr(self, "_sklearn_output_config", {}).get("transform")
+                     or get_config()["transform_output"])
         if container == "default":
             return codes
         names = self.get_feature_names_out()
