@@ -65,8 +65,7 @@ for k in np.flatnonzero(moved & is_dog)[:6]:
 
 # %%
 # A row whose codes hold no dog concept is untouched by the edit, so the few
-# other classes that moved all had one (a dingo is a wild dog, a papillon is
-# also a butterfly):
+# other classes that moved all had one (a dingo is a wild dog):
 for k in np.flatnonzero(moved & ~is_dog):
     print(f"  {classes[k]:>22}: {classes[before[k]]} -> {classes[after[k]]}")
 
@@ -104,15 +103,17 @@ import matplotlib.pyplot as plt
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
 groups = ["dog classes", "other classes"]
-ax1.bar(groups, [moved[is_dog].mean(), moved[~is_dog].mean()], color=["C3", "C0"])
-ax1.set_ylim(0, 1)
+bars = ax1.bar(groups, [moved[is_dog].mean(), moved[~is_dog].mean()], color=["C3", "C0"])
+ax1.bar_label(bars, fmt="{:.1%}")
+ax1.set_ylim(0, 1.1)
 ax1.set_ylabel("fraction of zero-shot predictions that moved")
 ax1.set_title('zero-shot, after removing "dog" concepts')
 x = np.arange(2)
-ax2.bar(x - 0.2, rate["codes"], width=0.4, label="codes", color="0.6")
-ax2.bar(x + 0.2, rate["edited codes"], width=0.4, label="edited codes", color="C3")
+for shift, name, color in ((-0.2, "codes", "0.6"), (0.2, "edited codes", "C3")):
+    bars = ax2.bar(x + shift, rate[name], width=0.4, label=name, color=color)
+    ax2.bar_label(bars, fmt="{:.1%}", fontsize="small")
 ax2.set_xticks(x, ["held-out dog classes", "held-out other classes"])
-ax2.set_ylim(0, 1)
+ax2.set_ylim(0, 1.1)
 ax2.set_ylabel("fraction the probe calls 'dog'")
 ax2.set_title("dog-or-not probe on the codes")
 ax2.legend(loc="upper right", fontsize="small")
