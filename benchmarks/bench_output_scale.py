@@ -11,7 +11,9 @@ embeddings:
 - ``technique`` (tuned on): the 775 micrographs of the 7 techniques with at
   least 20 images, over the 1,203 LVIS concepts, MSCOCO image mean;
 - ``material``: the micrographs' material labels (``categories``, the 5 with
-  at least 20 images), same dictionary and mean;
+  at least 20 images), same dictionary and mean; ``material-all``: all 867
+  micrographs and all 16 label strings (some with one image, so stratified
+  folds cannot hold every class);
 - ``imagenet-animal``: the 1,000 ImageNet class texts (CLIP's zero-shot head),
   animal (classes 0-397) or not, over LVIS centred on the LVIS text mean.
   Every class is one row, so each test fold holds classes never trained on;
@@ -41,7 +43,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SKSPLICE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-TASKS = ("technique", "material", "imagenet-animal", "imagenet-dog")
+TASKS = ("technique", "material", "material-all", "imagenet-animal", "imagenet-dog")
 
 
 def parse_args(argv=None):
@@ -80,11 +82,12 @@ def load_task(name):
     labels = pd.read_csv(clip / "micrographs_labels.csv")
     column = "technique" if name == "technique" else "categories"
     counts = labels[column].value_counts()
-    keep = labels[column].isin(counts[counts >= 20].index).to_numpy()
+    least = 1 if name == "material-all" else 20
+    keep = labels[column].isin(counts[counts >= least].index).to_numpy()
     mean = torch.load(DATA / "splice" / "clip_ViT-B-32_image.pt", map_location="cpu")
     return X[keep], labels[column][keep].to_numpy(), lvis, mean.numpy().astype(np.float64), (
-        f"{int(keep.sum())} micrographs, {column} ({int((counts >= 20).sum())} classes with "
-        ">= 20 images), MSCOCO image mean")
+        f"{int(keep.sum())} micrographs, {column} ({int((counts >= least).sum())} classes with "
+        f">= {least} images), MSCOCO image mean")
 
 
 def cv_accuracy(pipe, X, y, cv):
@@ -94,6 +97,7 @@ def cv_accuracy(pipe, X, y, cv):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
         scores = cross_val_score(pipe, X, y, cv=cv, scoring="accuracy")
     n_warn = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     return float(scores.mean()), n_warn

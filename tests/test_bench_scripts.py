@@ -76,3 +76,20 @@ def test_bench_peers_smoke(lvis, tmp_path):
             assert r["obj_diff"] <= 1e-6
     assert "transform" in rows[0]["ms"]
     assert "load" in out and "vs spams" in out
+
+
+@pytest.mark.slow
+def test_bench_output_scale_smoke(shared_data_dir, tmp_path):
+    env = {**os.environ, "SKSPLICE_SHARED_DATA": str(shared_data_dir), "OMP_NUM_THREADS": "1"}
+    out = _run(["benchmarks/bench_output_scale.py", "--tasks", "material", "imagenet-dog",
+                "--l1", "0.25", "--scales", "30", "100", "--folds", "2",
+                "--out", str(tmp_path / "s.json")], env)
+    results = json.loads((tmp_path / "s.json").read_text())
+    assert [r["task"] for r in results] == ["material", "imagenet-dog"]
+    for r in results:
+        (row,) = r["rows"]
+        assert set(row["accuracy"]) == {"30.0", "100.0"}  # JSON keys
+        assert all(0.0 <= a <= 1.0 for a in row["accuracy"].values())
+    assert [r["n"] for r in results] == [803, 1000]  # 5 materials with >= 20 images; 1000 rows
+    assert results[1]["majority"] == pytest.approx(0.882)  # 118 dog classes of 1000
+    assert "| material |" in out and "scale 100" in out
