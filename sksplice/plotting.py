@@ -7,8 +7,9 @@ Each function draws on a new figure (or on the given ``ax``) and returns the
   (:class:`~sksplice.analysis.Explanation`) or one class
   (:class:`~sksplice.analysis.ClassConcepts`) as a bar chart.
 - :func:`plot_group_comparison`: two groups' concept distributions side by side.
-- :func:`plot_sparsity_sweep`: L0, reconstruction cosine and probe accuracy
-  against ``l1`` (:class:`~sksplice.analysis.SparsitySweep`).
+- :func:`plot_sparsity_sweep`: L0, reconstruction cosine, probe accuracy and
+  zero-shot/retrieval retention against ``l1`` and mean L0
+  (:class:`~sksplice.analysis.SparsitySweep`).
 - :func:`plot_probe_concepts`: the concepts that drive each class of a probe
   (the table of :func:`~sksplice.analysis.probe_concepts`).
 """
@@ -250,7 +251,7 @@ def plot_group_comparison(distribution, group_a, group_b, *, top_k=8, by="mean_w
 
 
 def plot_sparsity_sweep(sweep, *, axes=None, title=None):
-    """Sparsity against fidelity and probe accuracy over ``l1``.
+    """Sparsity against fidelity, probe accuracy and retention over ``l1``.
 
     Left: mean L0 (log scale) and mean reconstruction cosine against ``l1``.
     Next (when the sweep has a probe): probe score against mean L0, with
