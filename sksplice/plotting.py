@@ -7,8 +7,9 @@ Each function draws on a new figure (or on the given ``ax``) and returns the
   (:class:`~sksplice.analysis.Explanation`) or one class
   (:class:`~sksplice.analysis.ClassConcepts`) as a bar chart.
 - :func:`plot_group_comparison`: two groups' concept distributions side by side.
-- :func:`plot_sparsity_sweep`: L0, reconstruction cosine and probe accuracy
-  against ``l1`` (:class:`~sksplice.analysis.SparsitySweep`).
+- :func:`plot_sparsity_sweep`: L0, reconstruction cosine, probe accuracy and
+  zero-shot/retrieval retention against ``l1`` and mean L0
+  (:class:`~sksplice.analysis.SparsitySweep`).
 - :func:`plot_probe_concepts`: the concepts that drive each class of a probe
   (the table of :func:`~sksplice.analysis.probe_concepts`).
 """
@@ -250,18 +251,22 @@ def plot_group_comparison(distribution, group_a, group_b, *, top_k=8, by="mean_w
 
 
 def plot_sparsity_sweep(sweep, *, axes=None, title=None):
-    """Sparsity against fidelity and probe accuracy over ``l1``.
+    """Sparsity against fidelity, probe accuracy and retention over ``l1``.
 
     Left: mean L0 (log scale) and mean reconstruction cosine against ``l1``.
-    Right (when the sweep has labels): probe score against mean L0, with
-    the dense-embedding probe as a horizontal line when computed.
+    Next (when the sweep has a probe): probe score against mean L0, with
+    the dense-embedding probe as a horizontal line when computed.  Last
+    (when the sweep has zero-shot or retrieval measures): each against mean
+    L0, with its dense baseline as a horizontal line of the same colour, the
+    shape of the SpLiCE paper's retention figure.
 
     Parameters
     ----------
     sweep : SparsitySweep
         From :func:`sksplice.analysis.sparsity_sweep`.
     axes : sequence of matplotlib Axes, default=None
-        One axes (or two, with accuracy) to draw on.
+        One axes, plus one for the probe and one for the retention measures
+        when the sweep has them, to draw on.
     title : str, default=None
         Figure title.
 
@@ -290,7 +295,8 @@ def plot_sparsity_sweep(sweep, *, axes=None, title=None):
             f"{type(sweep).__name__}."
         )
     has_acc = sweep.accuracy is not None
-    ncols = 2 if has_acc else 1
+    retention = _retention_curves(sweep)
+    ncols = 1 + has_acc + bool(retention)
     if axes is None:
         fig, axs = _new_axes(None, (5.5 * ncols, 3.8), ncols)
         axs = np.atleast_1d(axs)
@@ -331,9 +337,39 @@ def plot_sparsity_sweep(sweep, *, axes=None, title=None):
         ax2.set_ylabel(f"probe {sweep.scoring or 'score'} (cross-validated)")
         ax2.legend(loc="lower right", fontsize="small")
         ax2.set_title("probe accuracy vs sparsity")
+    if retention:
+        _plot_retention(axs[1 + has_acc], sweep, retention)
     if title is not None:
         fig.suptitle(title)
     return fig
+
+
+def _retention_curves(sweep):
+    """(label, values, dense value) of each retention measure the sweep has."""
+    k = sweep.retrieval_k
+    named = [("zero_shot_accuracy", "zero-shot accuracy"),
+             ("retrieval_precision", f"retrieval precision@{k}"),
+             ("retrieval_recall", f"gallery recall@{k}")]
+    return [(label, getattr(sweep, name), getattr(sweep, f"dense_{name}"))
+            for name, label in named if getattr(sweep, name, None) is not None]
+
+
+def _plot_retention(ax, sweep, curves):
+    """Retention measures against mean L0, dense baselines as horizontal lines."""
+    for i, (label, values, dense) in enumerate(curves):
+        color = f"C{4 + i}"
+        ax.plot(sweep.mean_l0, values, "o-", color=color, label=f"{label}, reconstructions")
+        if dense is not None:
+            ax.axhline(dense, color=color, ls="--", lw=1,
+                       label=f"{label}, dense ({dense:.3f})")
+    if np.all(sweep.mean_l0 > 0):
+        ax.set_xscale("log")
+        _plain_log(ax.xaxis)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("mean L0 (concepts per sample)")
+    ax.set_ylabel("fraction")
+    ax.legend(loc="lower right", fontsize="x-small")
+    ax.set_title("what the reconstructions keep")
 
 
 def plot_probe_concepts(table, label=None, *, top_k=8, ncols=3, title=None):

@@ -97,3 +97,20 @@ def test_bench_startup_smoke(env_and_config, tmp_path):
     dirs = [r for r in rows if r["command"] == "decompose-dir"]
     assert dirs and dirs[0]["first_image_s"] is not None  # the audit hook saw an image
     assert dirs[0]["first_image_s"] <= dirs[0]["total_s"]
+
+
+@pytest.mark.slow
+def test_bench_output_scale_smoke(shared_data_dir, tmp_path):
+    env = {**os.environ, "SKSPLICE_SHARED_DATA": str(shared_data_dir), "OMP_NUM_THREADS": "1"}
+    out = _run(["benchmarks/bench_output_scale.py", "--tasks", "material", "imagenet-dog",
+                "--l1", "0.25", "--scales", "30", "100", "--folds", "2",
+                "--out", str(tmp_path / "s.json")], env)
+    results = json.loads((tmp_path / "s.json").read_text())
+    assert [r["task"] for r in results] == ["material", "imagenet-dog"]
+    for r in results:
+        (row,) = r["rows"]
+        assert set(row["accuracy"]) == {"30.0", "100.0"}  # JSON keys
+        assert all(0.0 <= a <= 1.0 for a in row["accuracy"].values())
+    assert [r["n"] for r in results] == [803, 1000]  # 5 materials with >= 20 images; 1000 rows
+    assert results[1]["majority"] == pytest.approx(0.882)  # 118 dog classes of 1000
+    assert "| material |" in out and "scale 100" in out

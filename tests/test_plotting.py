@@ -90,6 +90,30 @@ def test_sparsity_sweep_plot(tmp_path):
     _saved(plot_sparsity_sweep(no_labels), tmp_path / "sweep_unlabelled.png")
 
 
+def test_sparsity_sweep_plot_shows_retention_against_dense(tmp_path):
+    sweep = SparsitySweep(
+        l1=np.array([0.05, 0.25]), mean_l0=np.array([30.0, 5.0]),
+        cosine=np.array([0.9, 0.7]), zero_fraction=np.zeros(2),
+        zero_shot_accuracy=np.array([0.99, 0.65]), dense_zero_shot_accuracy=1.0,
+        retrieval_precision=np.array([0.7, 0.5]), dense_retrieval_precision=0.74,
+        retrieval_k=10,
+    )
+    fig = plot_sparsity_sweep(sweep)
+    assert len(fig.axes) == 3  # L0 + its cosine twin, retention (no probe)
+    ax = fig.axes[1]
+    assert ax.get_title() == "what the reconstructions keep"
+    curves = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(curves["zero-shot accuracy, reconstructions"].get_ydata(),
+                               [0.99, 0.65])
+    np.testing.assert_allclose(curves["zero-shot accuracy, dense (1.000)"].get_ydata(), [1, 1])
+    assert "retrieval precision@10, dense (0.740)" in curves
+    _saved(fig, tmp_path / "retention.png")
+    with_probe = SparsitySweep(**{**sweep.__dict__, "accuracy": np.array([0.9, 0.8]),
+                                  "accuracy_std": np.zeros(2)})
+    assert [a.get_title() for a in plot_sparsity_sweep(with_probe).axes][:3] == [
+        "sparsity vs fidelity", "probe accuracy vs sparsity", "what the reconstructions keep"]
+
+
 def test_nothing_to_plot_and_wrong_inputs():
     ex = explain(W, NAMES)
     with pytest.raises(ValueError, match="nothing to explain"):

@@ -118,6 +118,37 @@ def test_builtin_templates_are_clips_80():
     assert "itap of a {}." in IMAGENET_TEMPLATES
 
 
+def test_builtin_templates_are_open_clips_list():
+    zero_shot_metadata = pytest.importorskip("open_clip.zero_shot_metadata")
+    assert [t("{}") for t in zero_shot_metadata.OPENAI_IMAGENET_TEMPLATES] == list(
+        IMAGENET_TEMPLATES)
+
+
+def test_images_and_texts_through_a_clip_model(tiny_checkpoint, image_files, offline_sandbox):
+    """Image paths, uint8 arrays and texts go through a (random-weight) open_clip model."""
+    from _clip_helpers import TINY
+
+    from sksplice import get_encoder
+
+    enc = get_encoder((TINY, str(tiny_checkpoint)), device="cpu")
+    paths, arrays = image_files
+    clf = ZeroShotClassifier(classes=["dog", "cat", "car"], encoder=enc,
+                             templates=["a photo of a {}.", "a {}."], device="cpu").fit()
+    # the head by hand: each template encoded, normalised, averaged, normalised again
+    T = _unit(enc.encode_texts([t.format(c) for c in ["dog", "cat", "car"]
+                                for t in ("a photo of a {}.", "a {}.")]))
+    np.testing.assert_allclose(clf.class_embeddings_, _unit(T.reshape(3, 2, -1).mean(axis=1)),
+                               atol=1e-6)
+    cos = _unit(enc.encode_images(paths)) @ clf.class_embeddings_.T
+    np.testing.assert_allclose(clf.cosine(paths), cos, atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(paths), np.array(["dog", "cat", "car"])[
+        cos.argmax(axis=1)])
+    np.testing.assert_allclose(clf.cosine(arrays), cos, atol=1e-5)
+    texts = ["a dog on a beach", "a red car"]
+    text_cos = _unit(enc.encode_texts(texts)) @ clf.class_embeddings_.T
+    np.testing.assert_allclose(clf.set_params(input="text").cosine(texts), text_cos, atol=1e-6)
+
+
 def test_build_class_embeddings_checks_templates():
     with pytest.raises(ValueError, match="exactly one"):
         build_class_embeddings(["a"], _Letters(), ["no slot"])

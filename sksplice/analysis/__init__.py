@@ -14,8 +14,9 @@ pandas DataFrame when pandas is installed (``pip install "sksplice[pandas]"``).
   (a label or a protected attribute), with a rank-biserial effect size, a
   permutation p-value that stays valid for sparse, zero-inflated weights and
   Benjamini-Hochberg control over all the concepts tested.
-- :func:`sparsity_sweep`: mean L0, reconstruction cosine and cross-validated
-  probe accuracy over a grid of ``l1``.
+- :func:`sparsity_sweep`: mean L0, reconstruction cosine, cross-validated
+  probe accuracy, and the zero-shot accuracy and retrieval precision the
+  reconstructions keep, over a grid of ``l1``.
 - :func:`probe_concepts` and :func:`concept_permutation_importance`: which
   concepts drive each class of a fitted probe pipeline.
 
