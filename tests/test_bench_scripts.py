@@ -88,6 +88,7 @@ def test_bench_report_smoke(tmp_path):
     assert page.count("background-image:url(data:") == 30  # every image, embedded
 
 
+@pytest.mark.slow
 def test_bench_startup_smoke(env_and_config, tmp_path):
     env, _ = env_and_config
     out = _run(["benchmarks/bench_startup.py", "--n-images", "4", "--repeats", "1",
