@@ -33,6 +33,7 @@ import os
 import warnings
 from pathlib import Path
 
+from ._io import check_regular_file, open_regular
 from .exceptions import DownloadError
 
 __all__ = [
@@ -155,7 +156,7 @@ def file_sha256(path, chunk_size=1 << 20):
         64 hexadecimal digits.
     """
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, "file") as f:  # a pipe or a device is refused, never waited on
         for block in iter(lambda: f.read(chunk_size), b""):
             h.update(block)
     return h.hexdigest()
@@ -205,6 +206,8 @@ def fetch(relpath, sha256, *, cache_dir=None, offline=None, what="data file", pr
     if url is None or os.environ.get("SKSPLICE_DATA_URL", "").strip():
         url = data_url() + relpath
     mismatch = None
+    if os.path.lexists(target):  # a folder, a pipe or a device there is refused by name
+        check_regular_file(target, f"{what}: the cached file")
     if target.is_file():
         digest = file_sha256(target)
         if digest == sha256:
