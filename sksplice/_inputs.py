@@ -125,7 +125,7 @@ def ordered(X):
         For a set, a dict or a dict view: they have no row order, so output
         rows could not be matched to inputs.
     """
-    if isinstance(X, (Set, Mapping, MappingView)):
+    if isinstance(X, (Set, Mapping, MappingView)) and not hasattr(X, "shape"):  # not dok
         raise TypeError(
             f"X is a {type(X).__name__}, which has no row order, so the output rows could "
             "not be matched to the inputs; pass a list, an array or another ordered "
