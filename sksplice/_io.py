@@ -293,11 +293,17 @@ def open_image_file(path):
     image : PIL.Image.Image
         The fully decoded RGB image (truncation shows here).
     """
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
-    with open_regular(path, "image file", MAX_IMAGE_BYTES) as f, Image.open(f) as im:
-        im.load()
-        return ImageOps.exif_transpose(im).convert("RGB")
+    with open_regular(path, "image file", MAX_IMAGE_BYTES) as f:
+        try:
+            im = Image.open(f)
+        except UnidentifiedImageError:  # PIL would name the descriptor, not the file
+            raise UnidentifiedImageError(
+                f"cannot identify image file {os.fspath(path)!r}") from None
+        with im:
+            im.load()
+            return ImageOps.exif_transpose(im).convert("RGB")
 
 
 def _bad_character(line):
