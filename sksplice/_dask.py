@@ -6,9 +6,12 @@ blocks are computed in parallel by whatever scheduler is active -- the local
 threaded scheduler, or a ``dask.distributed`` cluster.
 
 * The fitted estimator (with its dictionary) travels to the workers once:
-  with a ``distributed`` client it is scattered to every worker
-  (``broadcast=True``) and each task refers to that one copy; on the local
-  schedulers it is a single graph key shared by all tasks.
+  with a ``distributed`` client it is one task's result (``client.submit``,
+  with ``retries``) that every task refers to, fetched once per worker; on
+  the local schedulers it is a single graph key shared by all tasks.  Unlike
+  scattered data, a task's result survives the loss of the workers holding
+  it: the scheduler recomputes it elsewhere, so a worker killed mid-transform
+  (even during the hand-over) changes nothing in the result.
 * On each worker, an estimator fitted with ``device="auto"`` picks that
   worker's device (a GPU worker uses its GPU), once per worker.
 * Sparse outputs stay sparse: blocks are ``scipy.sparse.csr_matrix`` and the
@@ -102,8 +105,11 @@ def _active_client():
 def ship(obj):
     """Put ``obj`` where every task can reach it, once.
 
-    With an active ``distributed`` client the object is scattered to all
-    workers (``broadcast=True``) and a Future is returned; otherwise a
+    With an active ``distributed`` client the object becomes the result of
+    one task (``client.submit``) and its Future is returned: workers fetch
+    it once each, and if every worker holding it dies the scheduler
+    recomputes it from the task (a scattered object would be lost, and a
+    broadcast to a dying worker fails or waits on it).  Otherwise a
     ``dask.delayed`` wrapping it (one graph key, shared by every task).
 
     Parameters
@@ -119,8 +125,19 @@ def ship(obj):
     dask, _ = import_dask()
     client = _active_client()
     if client is not None:
-        return client.scatter([obj], broadcast=True, hash=False)[0]
+        return client.submit(_held, obj, key=f"sksplice-estimator-{uuid.uuid4().hex}",
+                             pure=False, retries=SHIP_RETRIES)
     return dask.delayed(obj, name=f"sksplice-estimator-{uuid.uuid4().hex}", traverse=False)
+
+
+#: Times the task holding a shipped object is retried when it fails (lost workers
+#: are handled by the scheduler regardless).
+SHIP_RETRIES = 3
+
+
+def _held(obj):
+    """The task whose result is a shipped object (recomputed if its workers die)."""
+    return obj
 
 
 _LOCAL = weakref.WeakKeyDictionary()

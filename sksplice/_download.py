@@ -15,7 +15,10 @@ local copy in the cache directory, downloading it on first use with
   pinned digest, and only then moves it into place: a failed, interrupted or
   corrupt download never leaves a file that looks valid.  A download is
   stopped as soon as it grows past the file's registered size (or
-  :data:`MAX_BYTES`), before more is written;
+  :data:`MAX_BYTES`), before more is written, and when it has not finished
+  within :data:`DEADLINE` seconds, however the server paces its bytes (a
+  server that sends a byte now and then never trips a per-read timeout);
+  with ``progress=True`` a progress bar shows it on stderr;
 * a file already in the cache whose digest differs is never deleted (it may
   be the user's own): it is kept, moved aside to ``<name>.<digest>.orig`` when
   a fresh copy is downloaded, and offline the error says what differs and
@@ -30,9 +33,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import warnings
 from pathlib import Path
 
+from ._io import check_regular_file, open_regular
 from .exceptions import DownloadError
 
 __all__ = [
@@ -51,6 +56,9 @@ DEFAULT_DATA_URL = "https://raw.githubusercontent.com/AI4LIFE-GROUP/SpLiCE/main/
 
 #: Seconds to wait for the server before giving up on a download.
 TIMEOUT = 60
+
+#: Seconds a whole download may take, however the server paces its bytes.
+DEADLINE = 600
 
 #: Largest download accepted when a file has no registered size (bytes).
 MAX_BYTES = 64 * 1024 * 1024
@@ -155,7 +163,7 @@ def file_sha256(path, chunk_size=1 << 20):
         64 hexadecimal digits.
     """
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, "file") as f:  # a pipe or a device is refused, never waited on
         for block in iter(lambda: f.read(chunk_size), b""):
             h.update(block)
     return h.hexdigest()
@@ -205,6 +213,8 @@ def fetch(relpath, sha256, *, cache_dir=None, offline=None, what="data file", pr
     if url is None or os.environ.get("SKSPLICE_DATA_URL", "").strip():
         url = data_url() + relpath
     mismatch = None
+    if os.path.lexists(target):  # a folder, a pipe or a device there is refused by name
+        check_regular_file(target, f"{what}: the cached file")
     if target.is_file():
         digest = file_sha256(target)
         if digest == sha256:
@@ -260,18 +270,65 @@ class _Capped:
         self.f.flush()
 
 
-def _capped_downloader(max_bytes, progress):
-    import pooch
+def _deadline_error(url, deadline, received):
+    return DownloadError(
+        f"the download from {url} did not finish within its {deadline:g} s deadline "
+        f"({received} bytes received); it was stopped and deleted. The server is too slow or "
+        "stalled: retry later, use a mirror (SKSPLICE_DATA_URL), or place the file in the "
+        "cache yourself."
+    )
 
-    http = pooch.HTTPDownloader(progressbar=bool(progress), timeout=TIMEOUT)
+
+def _capped_downloader(max_bytes, progress, what="data file"):
+    """A pooch downloader: streamed, capped in size and bounded by :data:`DEADLINE` overall.
+
+    Each read returns what has arrived (``read1``), so the deadline is checked
+    after every few bytes of a server that trickles; the socket's timeout is
+    the time left, so a silent server trips it too.
+    """
+    import requests
+    import urllib3
+    from tqdm.auto import tqdm
+
+    deadline = float(DEADLINE)
 
     def download(url, output_file, pooch_instance, check_only=False):
-        if check_only:  # pragma: no cover - pooch's availability check
-            return http(url, output_file, pooch_instance, check_only=True)
-        with open(output_file, "w+b") as f:
-            http(url, _Capped(f, max_bytes, url), pooch_instance)
-            f.flush()
-            os.fsync(f.fileno())
+        end = time.monotonic() + deadline
+        wait = min(TIMEOUT, deadline)
+        received = 0
+        with requests.get(url, stream=True, timeout=(wait, wait)) as response:
+            response.raise_for_status()
+            if check_only:  # pragma: no cover - pooch's availability check
+                return True
+            total = response.headers.get("content-length")
+            with open(output_file, "w+b") as f, tqdm(
+                total=int(total) if total and total.isdigit() else None, unit="B",
+                unit_scale=True, desc=f"downloading {what}", disable=not progress,
+            ) as bar:
+                capped = _Capped(f, max_bytes, url)
+                while True:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        raise _deadline_error(url, deadline, received)
+                    conn = getattr(response.raw, "connection", None)
+                    sock = getattr(conn, "sock", None)
+                    if sock is not None:
+                        sock.settimeout(min(wait, left))
+                    try:
+                        block = response.raw.read1(1 << 16, decode_content=True)
+                    except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+                        if time.monotonic() >= end:
+                            raise _deadline_error(url, deadline, received) from None
+                        raise requests.ConnectionError("the server stopped sending") from None
+                    except urllib3.exceptions.HTTPError as e:
+                        raise requests.ConnectionError(str(e)[:200]) from None
+                    if not block:
+                        break
+                    received += len(block)
+                    capped.write(block)
+                    bar.update(len(block))
+                f.flush()
+                os.fsync(f.fileno())
         return None
 
     return download
@@ -301,7 +358,7 @@ def _download(url, target, sha256, *, what, progress, max_bytes):
     try:
         pooch.retrieve(
             url, known_hash=f"sha256:{sha256}", fname=target.name, path=target.parent,
-            downloader=_capped_downloader(max_bytes, progress),
+            downloader=_capped_downloader(max_bytes, progress, what),
         )
     except requests.HTTPError as e:
         code = e.response.status_code if e.response is not None else "?"

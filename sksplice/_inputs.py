@@ -11,6 +11,7 @@ that does not fit.  Nothing here encodes or loads an image.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, MappingView, Set
 
 import numpy as np
 from sklearn.utils.validation import check_array
@@ -27,6 +28,7 @@ __all__ = [
     "guess_kind",
     "is_dask_collection",
     "looks_like_image_path",
+    "ordered",
     "same_rows",
 ]
 
@@ -103,13 +105,46 @@ def _library(X):
     return None
 
 
+def ordered(X):
+    """``X`` with an iterator read into a list, in order; an unordered container refused.
+
+    Parameters
+    ----------
+    X : object
+        What the user passed as ``X``.
+
+    Returns
+    -------
+    X : object
+        ``list(X)`` for an iterator (a generator, ``map(...)``: consumed once,
+        in order), else ``X`` itself.
+
+    Raises
+    ------
+    TypeError
+        For a set, a dict or a dict view: they have no row order, so output
+        rows could not be matched to inputs.
+    """
+    if isinstance(X, (Set, Mapping, MappingView)) and not hasattr(X, "shape"):  # not dok
+        raise TypeError(
+            f"X is a {type(X).__name__}, which has no row order, so the output rows could "
+            "not be matched to the inputs; pass a list, an array or another ordered "
+            "sequence (e.g. sorted(X), or list(d.values()) for a dict)."
+        )
+    if isinstance(X, Iterator):
+        return list(X)
+    return X
+
+
 def as_rows(X):
     """``X`` as a 2-D (or uint8 image) numpy array, or a list with one item per row.
 
     Parameters
     ----------
     X : array-like, list, pandas/polars DataFrame or Series, torch tensor, str or path
-        One row per sample; a single string or path is one row.
+        One row per sample; a single string or path is one row.  An iterator
+        (a generator, ``map(...)``) is consumed once, in order; a set, a dict
+        or a dict view has no row order and is refused with a ``TypeError``.
 
     Returns
     -------
@@ -146,6 +181,7 @@ def as_rows(X):
                 return _stack_rows(values)
             return values
         return X
+    X = ordered(X)
     if isinstance(X, (list, tuple)):
         if X and all(_is_torch(v) for v in X):
             return _stack_rows([_torch_to_numpy(v) for v in X])

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._defaults import PROMPT_TEMPLATE, VOCABULARY
 from ._download import get_cache_dir
-from ._io import atomic_write
+from ._io import MAX_ARRAY_BYTES, atomic_write, open_regular
 from ._version import __version__
 from .dictionary import ConceptDictionary
 from .vocabularies import check_vocabulary_size, load_vocabulary
@@ -266,7 +266,8 @@ def _read_entry(path, key, concepts):
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_regular(path, "dictionary cache entry", MAX_ARRAY_BYTES) as f, \
+                np.load(f, allow_pickle=False) as data:
             stored_key = str(data["key"])
             names = data["names"]
             raw = np.asarray(data["embeddings"], dtype=np.float32)

@@ -75,9 +75,10 @@ def center_embeddings(X, mean, *, return_degenerate=False):
     normalised at any scale (a finite row of norm ``1e-300`` or ``1e300`` is
     its direction).  A row has no direction, and stays zero, when every
     entry is zero or when ``normalize(x) - mean`` is at rounding level: its
-    norm at most ``8 * eps * (1 + ||mean||)`` for the floating type of ``X``
-    (an input equal to the mean, say, leaves only the rounding residual of
-    its normalisation, which is noise and is not decomposed).
+    norm at most :func:`rounding_floor` (``8 * eps * (1 + ||mean||)``, eps
+    of the floating type of ``X`` and at least float32's): an input equal to
+    the mean, say, leaves only the rounding residual of its normalisation,
+    which is noise and is not decomposed.
 
     Parameters
     ----------
@@ -133,12 +134,16 @@ def rounding_floor(dtype, mean_norm):
     Returns
     -------
     floor : float
-        ``8 * eps(dtype) * (1 + mean_norm)``.
+        ``8 * eps * (1 + mean_norm)``, ``eps`` the larger of ``dtype``'s
+        machine epsilon and float32's: embeddings are computed in float32 at
+        best, so a float64 row that equals the mean up to float32 rounding
+        (a float32 embedding held in a float64 array or a list) has no
+        direction either.
     """
     eps = _EPS.get(dtype)
     if eps is None:
         eps = _EPS.get(str(dtype).replace("torch.", ""), 2.0**-52)
-    return 8.0 * eps * (1.0 + mean_norm)
+    return 8.0 * max(eps, _EPS["float32"]) * (1.0 + mean_norm)
 
 
 #: machine epsilon by dtype (numpy dtypes, and names for torch's)

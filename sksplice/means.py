@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._download import DEFAULT_DATA_URL, fetch
+from ._io import MAX_ARRAY_BYTES, open_regular
 
 __all__ = ["MEANS", "estimate_mean", "get_reference_mean", "list_means"]
 
@@ -134,7 +135,8 @@ def get_reference_mean(encoder, *, cache_dir=None, offline=None):
     entry = MEANS[key]
     path = fetch(entry["path"], entry["sha256"], cache_dir=cache_dir, offline=offline,
                  what=f"reference image mean for {key!r}", url=entry["url"], size=entry["size"])
-    mean = torch.load(path, map_location="cpu", weights_only=True)
+    with open_regular(path, "reference mean file", MAX_ARRAY_BYTES) as f:
+        mean = torch.load(f, map_location="cpu", weights_only=True)
     mean = np.asarray(mean.detach().cpu().numpy(), dtype=np.float64).ravel()
     if mean.shape != (entry["dim"],):  # pragma: no cover - guarded by the digest
         raise ValueError(f"the reference mean {path} has shape {mean.shape}, expected "

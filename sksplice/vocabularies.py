@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ._defaults import VOCABULARY, VOCABULARY_SIZE
 from ._download import DEFAULT_DATA_URL, fetch
+from ._io import read_text, split_lines
 from ._utils import duplicates, suggest
 from .encoders import looks_like_path, shorten
 
@@ -233,10 +234,10 @@ def load_vocabulary(vocabulary=VOCABULARY, vocabulary_size=None, *, clean=False,
     elif isinstance(vocabulary, (str, os.PathLike)):
         path = Path(vocabulary)
         try:
-            is_file = path.is_file()
+            exists = path.exists()
         except OSError:  # e.g. a name too long for the file system
-            is_file = False
-        if not is_file:
+            exists = False
+        if not exists:
             if isinstance(vocabulary, str) and not looks_like_path(vocabulary):
                 raise ValueError(
                     f"unknown vocabulary {shorten(vocabulary)}.{suggest(vocabulary, VOCABULARIES)} "
@@ -273,21 +274,16 @@ def _describe(vocabulary):
 
 
 def _read_lines(path):
-    size = os.path.getsize(path)
-    if size > MAX_FILE_BYTES:
-        raise ValueError(
-            f"vocabulary file {str(path)!r} is {size} bytes, more than the {MAX_FILE_BYTES} read; "
-            "a vocabulary is one short concept a line: pass a smaller file."
-        )
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark is not a concept
+    what = "vocabulary file"
+    try:  # refuses a directory, a pipe or a device by name, before opening it
+        text = read_text(path, what, MAX_FILE_BYTES, encoding="utf-8-sig")  # a BOM is no concept
     except UnicodeDecodeError:
         raise ValueError(
             f"vocabulary file {str(path)!r} is not UTF-8 text; save it as UTF-8 with one "
             "concept a line."
         ) from None
     concepts = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(split_lines(text, f"{what} {str(path)!r}"), start=1):
         concept = line.strip().split(", ")[0]
         if len(concept) > MAX_CONCEPT_LENGTH:
             raise ValueError(

@@ -187,6 +187,20 @@ def test_a_row_near_but_not_at_the_mean_is_decomposed(clip_image_mean, lvis_setu
         assert st.transform(near[None]).nnz > 0
 
 
+@pytest.mark.parametrize("container", ["list", "float64 array"])
+def test_a_float32_mean_held_in_float64_has_no_direction(clip_image_mean, lvis_setup, container):
+    # issue 20, class 10: the float32 rounding residual (norm ~1e-7) was decomposed in
+    # float64 (126 concepts at l1=0.05), with no warning
+    cd, X = lvis_setup
+    mean = clip_image_mean / np.linalg.norm(clip_image_mean)
+    st = SpliceTransformer(l1=0.05, dictionary=cd, image_mean=mean, device="cpu").fit()
+    rows = np.vstack([mean, X[0]]).astype(np.float32)
+    rows = rows.tolist() if container == "list" else rows.astype(np.float64)
+    with pytest.warns(DegenerateInputWarning, match=r"rows \[0\]"):
+        W = st.transform(rows)
+    assert W[0].nnz == 0 and W[1].nnz > 0
+
+
 # ------------------------------------------------------------- progress bar
 def test_verbose_shows_the_progress_of_a_long_transform_of_embeddings(lvis_setup, capsys):
     cd, X = lvis_setup

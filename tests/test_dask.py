@@ -121,7 +121,9 @@ def test_estimator_is_shipped_once_per_worker(client, problem, tmp_path):
     graph = dict(W.__dask_graph__())
     assert len(graph) == 24  # 12 input blocks + 12 transform tasks, no estimator copies
     assert _equal_sparse(W.compute(), SpliceTransformer.transform(st, X))
-    pids = count_file.read_text().split()
+    # the scheduler (in this process, for a LocalCluster) holds the task that makes the
+    # estimator, so it can recompute it when workers die: that copy is not a worker's
+    pids = [p for p in count_file.read_text().split() if p != str(os.getpid())]
     # per worker, not per task: 12 tasks ran, but each worker process unpickled
     # the estimator at most twice (distributed may deserialise the broadcast
     # replica once more when it lands), never once per block
@@ -417,3 +419,42 @@ def test_parallel_post_fit_passes_the_estimator_checks():
     failed = {r["check_name"]: str(r["exception"])[:200] for r in results
               if r["status"] == "failed"}
     assert len(results) > 30 and failed == {}
+
+
+def _transform_into(st, X, box):
+    box["W"] = st.transform(X).compute()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_the_estimator_is_handed_over_changes_nothing(problem):
+    # issue 20, class 6: a worker killed during the broadcast scatter of the estimator
+    # made transform fail (CommClosedError) or wait forever on the dead worker
+    import threading
+    import time
+
+    names, E, X, _ = coherent_problem(n_concepts=3000, n_features=256, n_samples=48, seed=3)
+    st = _fitted(SpliceTransformer, (ConceptDictionary(names, E), X))
+    expected = st.transform(X)
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                       host="127.0.0.1", dashboard_address=None)
+    client = distributed.Client(cluster)
+    try:
+        client.wait_for_workers(2, timeout=60)
+        for attempt in range(4):
+            victim = sorted(client.run(os.getpid).values())[attempt % 2]
+            killer = threading.Timer(0.02 * attempt, os.kill, (victim, signal.SIGKILL))
+            box = {}
+            worker = threading.Thread(target=_transform_into, daemon=True,
+                                      args=(st, da.from_array(X, chunks=(6, 256)), box))
+            killer.start()
+            worker.start()
+            worker.join(240)
+            killer.join()
+            assert not worker.is_alive(), f"transform hung after a worker was killed ({attempt})"
+            assert _equal_sparse(box["W"], expected)
+            assert victim not in client.run(os.getpid).values()
+            client.wait_for_workers(2, timeout=60)
+            time.sleep(0.5)
+    finally:
+        client.close()
+        cluster.close()

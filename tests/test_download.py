@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from _clip_helpers import DataServer, splice_layout
@@ -274,3 +276,54 @@ def test_downloaded_files_follow_the_umask(data_server, offline_sandbox, umask):
         os.umask(old)
     mode = stat.S_IMODE((offline_sandbox / "vocab" / "mscoco.txt").stat().st_mode)
     assert mode == 0o666 & ~umask
+
+
+class _TrickleHandler(__import__("http.server").server.BaseHTTPRequestHandler):
+    """Sends a 1,000-byte body one byte every 0.1 s: never silent long enough to time out."""
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:  # the client gave up
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def trickle_server(offline_sandbox, monkeypatch):
+    import http.server
+    import threading
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TrickleHandler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    monkeypatch.setenv("SKSPLICE_DATA_URL", f"http://127.0.0.1:{httpd.server_address[1]}/")
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_trickling_server_fails_within_the_deadline_with_progress(trickle_server,
+                                                                    offline_sandbox,
+                                                                    monkeypatch, capsys):
+    import sksplice._download as download
+
+    monkeypatch.setattr(download, "DEADLINE", 2, raising=False)
+    # the body takes 100 s; without an overall deadline the download would finish (and
+    # fail its digest) instead of stopping with fewer than its 1,000 bytes
+    with pytest.raises(DownloadError, match=r"did not finish within its 2 s deadline") as info:
+        fetch("vocab/slow.txt", "0" * 64, offline=False, what="vocabulary 'slow'",
+              progress=True, size=1000)
+    received = int(str(info.value).split("(")[1].split(" bytes")[0])
+    assert 0 < received < 1000
+    assert "downloading vocabulary 'slow'" in capsys.readouterr().err  # the progress bar
+    assert not list((offline_sandbox / "vocab").glob("*"))  # nothing left behind

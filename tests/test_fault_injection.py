@@ -325,3 +325,51 @@ def test_killed_dictionary_cache_writes_never_corrupt_the_cache(tmp_path):
     print(f"\n[fault injection] build_dictionary cache: {n} runs started, {kills} killed "
           f"(SIGKILL; {n // 2} of them while the entry was being written), 0 entries "
           f"corrupt, {len(debris)} temporary file(s) left by kills")
+
+
+@pytest.mark.slow
+def test_dask_workers_killed_at_random_moments_change_no_code():
+    """Issue 20, class 6: SIGKILL a worker at a random moment of a distributed transform."""
+    import threading
+
+    distributed = pytest.importorskip("distributed")
+    da = pytest.importorskip("dask.array")
+    from conftest import coherent_problem
+
+    from sksplice import ConceptDictionary, SpliceTransformer
+
+    names, E, X, _ = coherent_problem(n_concepts=2000, n_features=128, n_samples=96, seed=5)
+    st = SpliceTransformer(l1=0.1, dictionary=ConceptDictionary(names, E), image_mean="fit",
+                           solver="sklearn", device="cpu").fit(X)
+    expected = st.transform(X)
+    rng = np.random.default_rng(20)
+    n_runs = 15 if LONG else 3
+    kills = lost = 0
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                       host="127.0.0.1", dashboard_address=None)
+    client = distributed.Client(cluster)
+    try:
+        for _ in range(n_runs):
+            try:  # a nanny restarts the killed worker; on a busy machine that can take long
+                client.wait_for_workers(2, timeout=120)
+            except TimeoutError:
+                client.wait_for_workers(1, timeout=120)
+            victim = int(rng.choice(sorted(client.run(os.getpid).values())))
+            killer = threading.Timer(float(rng.uniform(0, 0.5)), os.kill,
+                                     (victim, signal.SIGKILL))
+            box = {}
+            runner = threading.Thread(target=lambda b=box: b.setdefault(
+                "W", st.transform(da.from_array(X, chunks=(8, 128))).compute()), daemon=True)
+            killer.start()
+            runner.start()
+            runner.join(240)
+            killer.join()
+            assert not runner.is_alive(), "a transform hung after a worker was killed"
+            kills += victim not in client.run(os.getpid).values()
+            lost += int((box["W"] != expected).nnz)
+    finally:
+        client.close()
+        cluster.close()
+    print(f"\n[fault injection] dask transform: {n_runs} runs, {kills} workers killed "
+          f"(SIGKILL), {lost} codes changed")
+    assert kills >= 1 and lost == 0

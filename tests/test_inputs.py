@@ -281,3 +281,35 @@ def test_a_frame_of_several_non_numeric_columns_is_refused_by_name(library):
         as_rows(frame)
     numeric = lib.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
     assert as_rows(numeric).shape == (2, 2)
+
+
+# ---------------------------------------------------------------- containers without rows
+def test_a_generator_of_rows_is_read_once_in_order(problem):
+    st, X = problem
+    expected = st.transform(X).toarray()
+    np.testing.assert_array_equal(st.transform(row for row in X).toarray(), expected)
+    np.testing.assert_array_equal(st.transform(map(np.asarray, X)).toarray(), expected)
+    fresh = SpliceTransformer(**st.get_params())
+    np.testing.assert_array_equal(fresh.fit_transform(iter(list(X))).toarray(), expected)
+
+
+def test_a_generator_of_paths_gives_the_lists_codes(encoder_spec, image_files):
+    paths, _ = image_files
+    st = SpliceTransformer(l1=0.05, encoder=encoder_spec, vocabulary=VOCAB, device="cpu",
+                           image_mean=None).fit(iter(paths))
+    assert st.input_kind_ == "image"
+    np.testing.assert_allclose(st.transform(str(p) for p in paths).toarray(),
+                               st.transform([str(p) for p in paths]).toarray(), atol=1e-6)
+
+
+@pytest.mark.parametrize("container", ["set", "frozenset", "dict", "dict_keys", "dict_values"])
+def test_unordered_containers_are_refused_by_name(problem, image_files, container):
+    st, _ = problem
+    paths = [str(p) for p in image_files[0]]
+    X = {"set": lambda: set(paths), "frozenset": lambda: frozenset(paths),
+         "dict": lambda: dict.fromkeys(paths, 1), "dict_keys": lambda: dict.fromkeys(paths).keys(),
+         "dict_values": lambda: {i: p for i, p in enumerate(paths)}.values()}[container]()
+    with pytest.raises(TypeError, match=f"X is a {type(X).__name__}, which has no row order"):
+        st.transform(X)
+    with pytest.raises(TypeError, match="no row order"):
+        SpliceTransformer(**st.get_params()).fit(X)

@@ -266,3 +266,124 @@ def test_corrupt_folders_are_refused_or_restored(est, reference, corruption):
                                     shard_size=2, plots=False, overwrite=True)
         assert same_decomposition(load_decomposition(out), ref)
         assert not list(out.rglob("*.tmp"))
+
+
+# ------------------------------------------------------------------ the folder's boundary
+PLANT_NAMES = ["shards", "plots", "manifest.json", "concepts.json", "summary.json",
+               "summary.csv", ".sksplice.lock", "shards/shard-000000.npz",
+               "shards/shard-000001.npz", "plots/a.png"]
+PLANT_KINDS = ["link-outside-file", "link-outside-folder", "link-inside", "fifo", "directory"]
+BOUNDARY_CASES = 100 if LONG else 12
+plantings = st.lists(st.tuples(st.sampled_from(PLANT_NAMES), st.sampled_from(PLANT_KINDS)),
+                     min_size=1, max_size=3, unique_by=lambda t: t[0])
+_BOUNDARY_COUNTS = {"cases": 0, "planted": 0, "refused": 0, "completed": 0}
+
+
+def _plant(out, victim, name, kind):
+    path = out / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.is_file() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+    if kind == "link-outside-file":
+        path.symlink_to(victim / "keep.npz")
+    elif kind == "link-outside-folder":
+        path.symlink_to(victim)
+    elif kind == "link-inside":
+        (out / "elsewhere").mkdir(exist_ok=True)
+        path.symlink_to(out / "elsewhere")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+
+
+@settings(max_examples=BOUNDARY_CASES, **SETTINGS)
+@given(planted=plantings, existing=st.booleans(), overwrite=st.booleans())
+def test_planted_links_and_special_files_never_reach_outside(est, reference, planted, existing,
+                                                             overwrite):
+    from _hostile_helpers import call_without_hanging
+
+    from sksplice.shards import decompose_to_shards, load_decomposition
+
+    root, ref_out, images, classes = reference
+    ref = load_decomposition(ref_out)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        victim = tmp / "victim"
+        (victim / "shards").mkdir(parents=True)
+        for name in ("keep.npz", "manifest.json", "shard-000000.npz", "shards/shard-000000.npz"):
+            (victim / name).write_text(f"the user's {name}")
+        before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in victim.rglob("*")
+                  if p.is_file()}
+        out = tmp / "out"
+        if existing:
+            shutil.copytree(ref_out, out)
+        out.mkdir(exist_ok=True)
+        for name, kind in planted:
+            _plant(out, victim, name, kind)
+        fifos = [out / n for n, k in planted if k == "fifo"]
+
+        def run():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                decompose_to_shards(images, out, est, labels=classes, root=root, shard_size=2,
+                                    plots=False, overwrite=overwrite)
+
+        error = call_without_hanging(run, fifos)
+        after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in victim.rglob("*")
+                 if p.is_file()}
+        assert after == before  # nothing outside was written, renamed or deleted
+        if error is None:
+            assert _rows(load_decomposition(out)) == _rows(ref)
+        else:
+            assert isinstance(error, (ValueError, OSError)), repr(error)
+        _BOUNDARY_COUNTS["cases"] += 1
+        _BOUNDARY_COUNTS["planted"] += len(planted)
+        _BOUNDARY_COUNTS["refused" if error is not None else "completed"] += 1
+
+
+def test_zz_boundary_counts():
+    print(f"\n[properties] output-folder boundary: {_BOUNDARY_COUNTS['cases']} cases, "
+          f"{_BOUNDARY_COUNTS['planted']} links/special files planted, "
+          f"{_BOUNDARY_COUNTS['refused']} refused, {_BOUNDARY_COUNTS['completed']} completed, "
+          "0 files outside touched")
+
+
+# ------------------------------------------------------------------ paths that are not files
+SPECIAL_CASES = 200 if LONG else 20
+_SPECIAL_COUNTS = {"cases": 0}
+
+
+@settings(max_examples=SPECIAL_CASES, **SETTINGS)
+@given(entry=st.sampled_from(sorted(__import__("test_io").ENTRY_POINTS)),
+       kind=st.sampled_from(__import__("test_io").KINDS), hops=st.integers(0, 2))
+def test_special_files_behind_links_are_refused_at_every_entry_point(entry, kind, hops):
+    from _hostile_helpers import call_without_hanging
+    from test_io import ENTRY_POINTS, _special
+
+    name, call = ENTRY_POINTS[entry]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        keep = []
+        target = tmp / ("real-" + name if hops else name)
+        fifos = _special(target, kind, keep)
+        path = target
+        for hop in range(hops):  # a chain of links ending at the special file
+            link = tmp / (name if hop == hops - 1 else f"hop{hop}-{name}")
+            link.symlink_to(path)
+            path = link
+        error = call_without_hanging(lambda: call(path), fifos)
+        for sock in keep:
+            sock.close()
+    assert error is not None
+    message = str(error)
+    assert "not a regular file" in message or "outside the folder" in message, message
+    _SPECIAL_COUNTS["cases"] += 1
+
+
+def test_zz_special_counts():
+    print(f"\n[properties] special files (pipes, folders, sockets, devices, behind 0-2 links) "
+          f"at {len(__import__('test_io').ENTRY_POINTS)} entry points: "
+          f"{_SPECIAL_COUNTS['cases']} cases, all refused by name, none waited on")

@@ -185,7 +185,9 @@ def cmd_decompose_dir(args):
     if manifest["bad_files"]:
         print(f"{len(manifest['bad_files'])} unreadable file(s) skipped, listed in "
               f"{out / 'manifest.json'} (bad_files); fix them and rerun to add them")
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    from .._io import check_inside, read_json
+
+    summary = read_json(check_inside(out, out / "summary.json"), "summary")
     for entry in summary:
         top = ", ".join(f"{t['concept']} ({t['mean_weight']:.3f})"
                         for t in entry["top_concepts"][:5])
@@ -281,8 +283,13 @@ def cmd_build_vocabulary(args):
     if args.captions == "-":
         concepts = build(sys.stdin)
     else:
-        try:
-            with open(args.captions, encoding="utf-8-sig") as f:
+        import io
+
+        from .._io import open_regular
+
+        try:  # streamed: no size cap, but a directory, a pipe or a device is refused
+            with io.TextIOWrapper(open_regular(args.captions, "caption file"),
+                                  encoding="utf-8-sig") as f:
                 concepts = build(f)
         except FileNotFoundError:
             raise CLIError(f"caption file {args.captions!r} does not exist; pass a text file "

@@ -7,6 +7,15 @@ import sys
 
 import numpy as np
 
+from .._io import (
+    MAX_ARRAY_BYTES,
+    MAX_TEXT_BYTES,
+    RefusedFileError,
+    open_regular,
+    read_bytes,
+    read_text,
+    split_lines,
+)
 from ._resolve import CLIError
 
 __all__ = ["EMBEDDING_SUFFIXES", "SKLEARN_SAMPLE_PREFIX", "load_embeddings_file",
@@ -64,17 +73,19 @@ def load_embeddings_file(path, dim):
         float32 or float64 rows.
     """
     suffix = os.path.splitext(path)[1].lower()
+    what = "embeddings file"
     try:
         if suffix == ".npy":
-            value = np.load(path, allow_pickle=False)
+            with open_regular(path, what, MAX_ARRAY_BYTES) as f:
+                value = np.load(f, allow_pickle=False)
         elif suffix == ".safetensors":
             try:
-                from safetensors.numpy import load_file
+                from safetensors.numpy import load
             except ImportError:
                 raise CLIError("reading .safetensors needs the safetensors package: pip "
                                "install safetensors (or save the embeddings with numpy.save)."
                                ) from None
-            tensors = load_file(path)
+            tensors = load(read_bytes(path, what, MAX_ARRAY_BYTES))
             if len(tensors) != 1:
                 raise CLIError(f"embeddings file {path!r} holds {len(tensors)} tensors "
                                f"({', '.join(sorted(tensors)[:5])}); save exactly one tensor "
@@ -83,9 +94,12 @@ def load_embeddings_file(path, dim):
         else:
             import torch
 
-            value = torch.load(path, map_location="cpu", weights_only=True)
+            with open_regular(path, what, MAX_ARRAY_BYTES) as f:
+                value = torch.load(f, map_location="cpu", weights_only=True)
     except CLIError:
         raise
+    except RefusedFileError as exc:  # a directory, a pipe, a device, or over the cap
+        raise CLIError(str(exc)) from None
     except FileNotFoundError:
         raise CLIError(f"embeddings file {path!r} does not exist.") from None
     except Exception as exc:  # noqa: BLE001 - numpy, torch, safetensors raise many kinds
@@ -111,15 +125,20 @@ def load_embeddings_file(path, dim):
 
 
 def read_texts(args):
-    """The texts of ``--text`` (in order) then of ``--texts FILE`` (one a line, blanks skipped)."""
+    """The texts of ``--text`` (in order) then of ``--texts FILE`` (one a line, blanks skipped).
+
+    A line ends at a newline only; a control character inside one is an error
+    naming the line (see :func:`sksplice._io.split_lines`).
+    """
     texts = [t for t in args.text]
     if args.texts is not None:
+        what = "text file"
         try:
             if args.texts == "-":
-                lines = sys.stdin.read().splitlines()
+                text = sys.stdin.read()
             else:
-                with open(args.texts, encoding="utf-8-sig") as f:
-                    lines = f.read().splitlines()
+                text = read_text(args.texts, what, MAX_TEXT_BYTES, encoding="utf-8-sig")
+            lines = split_lines(text, f"{what} {args.texts!r}")
         except FileNotFoundError:
             raise CLIError(f"text file {args.texts!r} does not exist; pass a UTF-8 file "
                            "with one text a line.") from None

@@ -60,8 +60,10 @@ def _register_model_config(path, name, checkpoint):
     """Register an open_clip model config from a JSON file under the plain name ``name``."""
     import tempfile
 
+    from .._io import read_json
+
     try:
-        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+        cfg = read_json(path, "model config")
     except FileNotFoundError:
         raise CLIError(f"model config {str(path)!r} does not exist; pass the path of an "
                        "open_clip model config JSON file.") from None
@@ -114,9 +116,14 @@ def encoder_from_args(args):
         beside = Path(args.checkpoint).parent / "open_clip_config.json"
         config = beside if beside.is_file() else None
     model = args.model
-    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
-        raise CLIError(f"checkpoint {args.checkpoint!r} does not exist; pass the path of "
-                       "the model's weights file.")
+    if args.checkpoint is not None:
+        from .._io import MAX_CHECKPOINT_BYTES, check_regular_file
+
+        try:
+            check_regular_file(args.checkpoint, "checkpoint", MAX_CHECKPOINT_BYTES)
+        except FileNotFoundError:
+            raise CLIError(f"checkpoint {args.checkpoint!r} does not exist; pass the path of "
+                           "the model's weights file.") from None
     if config is not None:
         if args.checkpoint is None:
             raise CLIError("--model-config describes an architecture but not its weights; "
@@ -145,15 +152,20 @@ def load_mean_file(path, dim):
     """A mean vector from a .npy or .pt file, checked against the model's dimension."""
     import numpy as np
 
+    from .._io import MAX_ARRAY_BYTES, RefusedFileError, open_regular
+
     path = Path(path)
     try:
-        if path.suffix.lower() in (".pt", ".pth"):
-            import torch
+        with open_regular(path, "mean file", MAX_ARRAY_BYTES) as f:
+            if path.suffix.lower() in (".pt", ".pth"):
+                import torch
 
-            mean = torch.load(path, map_location="cpu", weights_only=True)
-            mean = mean.detach().cpu().numpy() if hasattr(mean, "detach") else mean
-        else:
-            mean = np.load(path, allow_pickle=False)
+                mean = torch.load(f, map_location="cpu", weights_only=True)
+                mean = mean.detach().cpu().numpy() if hasattr(mean, "detach") else mean
+            else:
+                mean = np.load(f, allow_pickle=False)
+    except RefusedFileError as exc:
+        raise CLIError(str(exc)) from None
     except FileNotFoundError:
         raise CLIError(f"mean file {str(path)!r} does not exist; create one with `sksplice "
                        "estimate-mean DIR --out mean.npy`, or pass --mean auto or none.") from None

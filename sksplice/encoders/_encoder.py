@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import MAX_CHECKPOINT_BYTES, check_regular_file
 from .._utils import resolve_device, suggest, to_numpy
 from ._hf import HFAdapter, is_hf_model, load_hf
 from ._images import as_image_list, check_files_exist, load_image
@@ -132,7 +133,8 @@ class Encoder:
 
             if open_clip.is_pretrained_cfg(model_name, pretrained):
                 pretrained = pretrained.lower().replace("-", "_")  # open_clip's tag spelling
-            elif os.path.isfile(pretrained):
+            elif os.path.lexists(pretrained):  # a pipe, a device or a folder is refused
+                check_regular_file(pretrained, "checkpoint", MAX_CHECKPOINT_BYTES)
                 self.checkpoint = Path(pretrained)
             elif looks_like_path(pretrained):
                 raise FileNotFoundError(

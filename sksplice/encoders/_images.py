@@ -1,8 +1,12 @@
 """Image inputs: paths, PIL images and uint8 arrays turned into RGB PIL images.
 
 Every failure names the image (its position and, for a file, its path): a
-missing file, an unreadable or truncated one, and a decompression bomb (an
-image whose pixel count exceeds PIL's ``Image.MAX_IMAGE_PIXELS`` limit).
+missing file, a path that is not a regular file (a folder, a pipe, a device),
+a file over :data:`~sksplice._io.MAX_IMAGE_BYTES`, an unreadable or truncated
+one, and a decompression bomb (an image whose pixel count exceeds PIL's
+``Image.MAX_IMAGE_PIXELS`` limit).  An image file's EXIF orientation is
+applied (:func:`sksplice._io.open_image_file`), so a photo stored sideways with an
+orientation tag is encoded upright, as viewers show it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
+from .._io import MAX_IMAGE_BYTES, RefusedFileError, check_regular_file, open_image_file
 
 __all__ = ["as_image_list", "check_files_exist", "load_image"]
 
@@ -59,11 +65,15 @@ def check_files_exist(items):
         Image items; only the paths among them are checked.
     """
     for i, item in enumerate(items):
-        if isinstance(item, (str, os.PathLike)) and not os.path.isfile(item):
+        if not isinstance(item, (str, os.PathLike)):
+            continue
+        try:
+            check_regular_file(item, f"image {i}", MAX_IMAGE_BYTES)
+        except FileNotFoundError:
             raise FileNotFoundError(
                 f"image {i} ({os.fspath(item)!r}) does not exist or is not a file; fix "
                 "the path or remove it from the inputs."
-            )
+            ) from None
 
 
 def load_image(item, index):
@@ -86,9 +96,9 @@ def load_image(item, index):
     if isinstance(item, (str, os.PathLike)):
         path = os.fspath(item)
         try:
-            with Image.open(path) as im:
-                im.load()
-                return im.convert("RGB")
+            return open_image_file(path)
+        except RefusedFileError as e:
+            raise ValueError(f"image {index}: {e}") from None
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"image {index} ({path!r}) does not exist; fix the path or remove it."

@@ -12,6 +12,7 @@ import os
 from collections import OrderedDict
 
 from .._download import file_sha256, is_offline
+from .._io import MAX_CHECKPOINT_BYTES, check_regular_file
 from ..exceptions import DownloadError
 
 __all__ = [
@@ -69,7 +70,7 @@ def checkpoint_digest(path):
     -------
     digest : str
     """
-    st = os.stat(path)
+    st = check_regular_file(path, "checkpoint", MAX_CHECKPOINT_BYTES)
     key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
         _DIGESTS[key] = file_sha256(path)

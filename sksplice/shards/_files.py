@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 from .._defaults import IMAGE_EXTENSIONS
+from .._io import open_image_file
 from ..exceptions import BadImageError
 
 __all__ = ["MAX_DEPTH", "list_image_files", "load_image", "read_images"]
@@ -134,10 +135,7 @@ def load_image(path):
     image : PIL.Image.Image
         The decoded RGB image.
     """
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    return open_image_file(path)
 
 
 def read_images(paths, strict=False):

@@ -10,12 +10,15 @@ A decomposition folder ``OUT`` holds::
     OUT/.sksplice.lock       held while a run writes the folder
 
 Every name the package reads or writes in ``OUT`` is one of these; a manifest
-entry naming anything else (``../x``, an absolute path) is refused.
+entry naming anything else (``../x``, an absolute path) is refused, and so is
+any of these names whose real path leaves ``OUT`` (a symbolic link in the
+folder pointing elsewhere): :func:`inside`, :func:`check_folder`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +26,20 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .._io import atomic_write
+from .._io import (
+    MAX_ARRAY_BYTES,
+    MAX_JSON_BYTES,
+    atomic_write,
+    check_inside,
+    open_regular,
+    read_json,
+)
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "Decomposition",
+    "check_folder",
     "inside",
     "load_decomposition",
     "read_concepts",
@@ -92,7 +103,8 @@ def inside(out, rel, pattern=None):
     ------
     ValueError
         If ``rel`` is absolute, climbs out with ``..``, or has another form
-        than ``pattern``: a damaged or foreign manifest.
+        than ``pattern``: a damaged or foreign manifest; or if its real path
+        leaves ``out`` (a symbolic link in the folder points elsewhere).
     """
     bad = not isinstance(rel, str) or not rel or "\\" in rel or "\0" in rel
     if not bad:
@@ -107,7 +119,36 @@ def inside(out, rel, pattern=None):
             "'shards/shard-000000.npz'); the manifest is damaged or foreign: rerun with "
             "--overwrite (overwrite=True), or use a new output folder."
         )
-    return Path(out) / rel
+    return check_inside(out, Path(out) / rel)
+
+
+def check_folder(out):
+    """Refuse an output folder where a name the package uses leaves the folder.
+
+    Checked before a run touches anything: the lock file, the top files, the
+    ``shards`` and ``plots`` folders and every entry in them must have their
+    real path inside ``out``, so no write, rename or delete can reach a file
+    elsewhere through a symbolic link planted in the folder.
+
+    Parameters
+    ----------
+    out : str or path
+        The output folder (it may not exist yet).
+
+    Raises
+    ------
+    ValueError
+        Naming the first link that points outside ``out``.
+    """
+    out = Path(out)
+    if not out.exists():
+        return
+    for name in (LOCK_FILE, *TOP_FILES, "shards", "plots"):
+        check_inside(out, out / name)
+    for sub in ("shards", "plots"):
+        if (out / sub).is_dir():
+            for p in sorted((out / sub).iterdir()):
+                check_inside(out, p)
 
 
 def write_json(path, obj):
@@ -210,7 +251,8 @@ def read_shard(path):
     """
     try:
         # the file is opened here: np.load leaks its own handle when a damaged zip fails
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+        with open_regular(path, "shard", MAX_ARRAY_BYTES) as f, \
+                np.load(f, allow_pickle=False) as z:
             missing = [k for k in ("data", "indices", "indptr", "shape", *_SHARD_KEYS)
                        if k not in z.files]
             if missing:
@@ -262,9 +304,9 @@ def read_manifest(out):
         If the manifest is not valid JSON, not an sksplice manifest, or names
         files outside the folder (the message says how to recover).
     """
-    path = Path(out) / "manifest.json"
+    path = check_inside(out, Path(out) / "manifest.json")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = read_json(path, "manifest", MAX_JSON_BYTES)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{str(path)!r} does not exist: {str(out)!r} is not a decomposition folder "
@@ -286,8 +328,16 @@ def read_manifest(out):
             isinstance(s, dict) and isinstance(s.get("images"), list) for s in shards):
         raise ValueError(f"{str(path)!r} is damaged (its 'shards' list is malformed); rerun "
                          "with --overwrite (overwrite=True), or use a new output folder.")
+    seen = {}
     for s in shards:
-        inside(out, s.get("file"), SHARD_RE)
+        real = os.path.realpath(inside(out, s.get("file"), SHARD_RE))
+        if real in seen:
+            raise ValueError(
+                f"{str(path)!r} is damaged: it lists the shard {s.get('file')!r} twice (or two "
+                f"names of one file, {seen[real]!r}); each shard is read once. Rerun the same "
+                "command to rebuild the manifest, or pass --overwrite (overwrite=True)."
+            )
+        seen[real] = s.get("file")
     inside(out, manifest.get("concepts_file", "concepts.json"))
     for p in manifest.get("plots") or []:
         inside(out, p, PLOT_RE)
@@ -422,7 +472,7 @@ def read_concepts(out, manifest):
     """The concept names of a decomposition folder (an object ndarray)."""
     path = inside(out, manifest.get("concepts_file", "concepts.json"))
     try:
-        names = json.loads(path.read_text("utf-8"))
+        names = read_json(path, "concept list", MAX_JSON_BYTES)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{str(path)!r} is damaged (not valid JSON: {exc}); rerun the "
                          "decomposition with --overwrite.") from None
@@ -470,10 +520,20 @@ def load_decomposition(out):
             raise ValueError(f"shard {entry['file']!r} holds class indices outside the "
                              f"manifest's {len(manifest.get('classes', []))} classes; it is "
                              "damaged: delete it and rerun the same command to redo it.")
+        expected = entry.get("n_rows")
+        if expected is not None and shard["codes"].shape[0] != expected:
+            raise ValueError(f"shard {entry['file']!r} holds {shard['codes'].shape[0]} rows, "
+                             f"but the manifest of {str(out)!r} counts {expected}; the folder "
+                             "is damaged: rerun the same command to redo it.")
         blocks.append(shard["codes"])
         images.extend(shard["images"])
         labels.append(shard["labels"])
         cosine.append(shard["cosine"])
+    n_rows = sum(b.shape[0] for b in blocks)
+    if manifest.get("n_decomposed") is not None and n_rows != manifest["n_decomposed"]:
+        raise ValueError(f"the shards of {str(out)!r} hold {n_rows} rows, but its manifest "
+                         f"counts {manifest['n_decomposed']} decomposed images; the folder is "
+                         "damaged: rerun the same command to redo it.")
     k = len(names)
     codes = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, k))
     return Decomposition(

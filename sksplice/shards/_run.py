@@ -8,20 +8,20 @@ folder that the package did not write is deleted.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
 from pathlib import Path
 
 from .. import _defaults
-from .._io import temporary_name_pattern
+from .._io import check_inside, read_json, temporary_name_pattern
 from ._decompose import config_digest, run_config
 from ._format import (
     LOCK_FILE,
     PLOT_RE,
     SHARD_RE,
     TOP_FILES,
+    check_folder,
     inside,
     read_manifest,
     read_shard,
@@ -120,6 +120,7 @@ def decompose_to_shards(images, out, estimator, *, labels=None, classes=None, ro
     digest = config_digest(config)
     names = [str(n) for n in estimator.dictionary_.names]
     use_dask = is_bag if dask is None else bool(dask)
+    check_folder(out)  # no name in it may lead outside: checked before anything is touched
     _refuse_foreign_folder(out, overwrite)  # before the lock file is made in it
     with folder_lock(out, LOCK_FILE):
         if is_bag:
@@ -234,7 +235,7 @@ def _remove_package_files(out, old):
     doomed = list(_shard_files_on_disk(out))
     plots = list((old or {}).get("plots") or [])
     try:
-        summary = json.loads((out / "summary.json").read_text("utf-8"))
+        summary = read_json(out / "summary.json", "summary")
         plots += [e.get("plot") for e in summary if isinstance(e, dict) and e.get("plot")]
     except (OSError, ValueError, TypeError, AttributeError):
         pass
@@ -245,6 +246,7 @@ def _remove_package_files(out, old):
             continue  # not a name the package writes: left alone
     doomed += [out / f for f in TOP_FILES]
     for p in doomed:
+        check_inside(out, p)  # never a file elsewhere through a link
         try:
             p.unlink()
         except (FileNotFoundError, IsADirectoryError):
@@ -260,7 +262,7 @@ def _remove_stale_temporaries(folder):
     """Delete temporary files an interrupted writer of the package left behind."""
     if folder.is_dir():
         for p in folder.iterdir():
-            if _TMP_RE.fullmatch(p.name) and p.is_file():
+            if _TMP_RE.fullmatch(p.name) and p.is_file() and not p.is_symlink():
                 try:
                     p.unlink()
                 except FileNotFoundError:
@@ -313,7 +315,7 @@ def prepare_out(out, config, plan, overwrite, names):
     for folder in (out, out / "shards", out / "plots"):
         _remove_stale_temporaries(folder)
     try:
-        current = json.loads((out / "concepts.json").read_text("utf-8"))
+        current = read_json(out / "concepts.json", "concept list")
     except (OSError, ValueError):
         current = None
     if current != names:  # missing or damaged: the settings say what it holds

@@ -20,6 +20,7 @@ from .._inputs import (
     check_dimension,
     guess_kind,
     is_dask_collection,
+    ordered,
 )
 from .._utils import resolve_device, to_numpy, user_stacklevel
 from ..core import recompose, reconstruction_cosine
@@ -271,7 +272,7 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         self : SpliceTransformer
             The fitted transformer.
         """
-        self._fit(X)
+        self._fit(ordered(X))  # a generator is read once; a set is refused
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -292,7 +293,7 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
         codes : scipy.sparse.csr_matrix or ndarray of shape (n_samples, n_concepts)
             As :meth:`transform`.
         """
-        encoded = self._fit(X)
+        encoded = self._fit(X := ordered(X))  # a generator is read once, for both steps
         if encoded is None:
             return self.transform(X)  # wrapped for set_output there
         codes, _ = self._decompose(encoded)  # the embeddings fit computed: encoded once
@@ -383,6 +384,7 @@ class SpliceTransformer(ModelsMixin, OutputMixin, TransformerMixin, BaseEstimato
             :meth:`decompose` for the unscaled weights.
         """
         check_fitted(self)
+        X = ordered(X)  # a generator is read once, in order; a set is refused
         if is_dask_collection(X):
             from .._dask import transform_dask
 
