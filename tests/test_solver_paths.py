@@ -111,19 +111,39 @@ def test_per_sample_penalties_match_separate_solves(lvis_rows):
     np.testing.assert_allclose(lasso.objective, res.objective[:4], rtol=1e-6)
 
 
-def test_thread_policy_is_scoped(lvis_rows):
-    from sksplice.solvers._threads import solve_threads, thread_scope
+def test_no_process_wide_thread_state_changes(lvis, micrographs, clip_image_mean):
+    # a library call leaves the caller's torch and numba thread counts alone
+    import numba
 
-    before = torch.get_num_threads()
-    assert solve_threads(1, 1203, 512) == 1
-    assert solve_threads(4096, 10000, 512) == before
-    assert solve_threads(1, 1203, 512, n_threads=3) == 3
-    with thread_scope(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
+    from sksplice import SpliceTransformer
+
+    names, E = lvis
+    X = micrographs[0][:40]
+    n_numba = min(2, numba.config.NUMBA_NUM_THREADS)
+    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        numba.set_num_threads(n_numba)
+        st = SpliceTransformer(l1=0.25, dictionary=ConceptDictionary(names, E),
+                               image_mean=clip_image_mean, device="cpu").fit()
+        st.transform(X[:1])
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (2, n_numba)
+        st.transform(X)
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (2, n_numba)
+        # an explicit n_threads is set for the call and restored after it
+        st.set_params(solver=ActiveSetSolver(device="cpu", n_threads=1)).fit()
+        st.transform(X)
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (2, n_numba)
+    finally:
+        torch.set_num_threads(torch_before)
+        numba.set_num_threads(numba_before)
+
+
+def test_explicit_n_threads_gives_the_same_codes(lvis_rows):
     C, Z = lvis_rows
-    ActiveSetSolver(device="cpu").solve(C, Z, 0.25)
-    assert torch.get_num_threads() == before
+    default = ActiveSetSolver(device="cpu").solve(C, Z, 0.25)
+    one = ActiveSetSolver(device="cpu", n_threads=1).solve(C, Z, 0.25)
+    np.testing.assert_array_equal(one.codes, default.codes)
 
 
 def test_solve_batched_small_batches_and_csr(lvis_rows):
