@@ -140,7 +140,31 @@ def solve_n_nonzero(C, Z, n_nonzero, *, solver="active_set", tol=1e-6, max_iter=
         parts.append(_final_solve(est, C, Zb, l1, support, steps))
     res = SolverResult.concatenate(parts)
     res.time = time.perf_counter() - t0
+    _warn_counts(res, int(n_nonzero), est)
     return res
+
+
+def _warn_counts(res, n_nonzero, est):
+    """A warning naming the rows whose codes do not have ``n_nonzero`` concepts."""
+    import warnings
+
+    import scipy.sparse as sp
+
+    codes = res.codes
+    counts = (np.diff(codes.indptr) if sp.issparse(codes)
+              else np.count_nonzero(np.asarray(codes) > 0, axis=1))
+    rows = np.flatnonzero(counts != n_nonzero)
+    if rows.size == 0:
+        return
+    listed = ", ".join(f"row {i}: {counts[i]}" for i in rows[:10])
+    warnings.warn(
+        f"n_nonzero={n_nonzero}: {rows.size} of {counts.size} rows have another number of "
+        f"concepts ({listed}{' ...' if rows.size > 10 else ''}). Their solution path has no "
+        "segment with exactly that many (at most n_features concepts, ties between "
+        f"duplicated concepts), or solver {est.name!r} stopped within its tolerance of a "
+        "breakpoint; solver='active_set' gives the path's count exactly.",
+        UserWarning, stacklevel=3,
+    )
 
 
 def _final_solve(est, C, Z, l1, support, steps):
