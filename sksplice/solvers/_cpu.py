@@ -67,19 +67,22 @@ def _nnqp(G, q, max_full):
                 idx[n] = i
                 n += 1
         x[:] = 0.0
-        # Cholesky of G_FF (a failure means a singular block), then two solves
-        for j in range(n):
-            s = G[idx[j], idx[j]]
-            for p in range(j):
-                s -= L[j, p] * L[j, p]
-            if not s > 1e-14 * max(G[idx[j], idx[j]], 1e-300):
+        # Cholesky of G_FF by LAPACK (a failure or a pivot under 1e-14 of
+        # the diagonal means a numerically singular block), then two solves
+        if n:
+            A = np.empty((n, n))
+            for a in range(n):
+                for b in range(n):
+                    A[a, b] = G[idx[a], idx[b]]
+            try:
+                Lf = np.linalg.cholesky(A)
+            except Exception:  # noqa: BLE001 - numba raises LinAlgError for non-PD blocks
                 return x, False
-            L[j, j] = np.sqrt(s)
-            for i in range(j + 1, n):
-                s = G[idx[i], idx[j]]
-                for p in range(j):
-                    s -= L[i, p] * L[j, p]
-                L[i, j] = s / L[j, j]
+            for j in range(n):
+                if not Lf[j, j] * Lf[j, j] > 1e-14 * max(A[j, j], 1e-300):
+                    return x, False
+                for p in range(j + 1):
+                    L[j, p] = Lf[j, p]
         for i in range(n):
             s = q[idx[i]]
             for p in range(i):
@@ -119,53 +122,54 @@ def _nnqp(G, q, max_full):
     return x, False
 
 
-def _subsolve_py(act, C64, Z64, G, has_gram, c64, half, S, m, X, R, stats, ok, corr):
+@numba.njit(cache=True, nogil=True)
+def _subsolve_one(p, act, C64, Z64, G, has_gram, c64, half, S, m, X, R, stats, ok, corr):
     """Exact subproblems of the samples ``act`` and their residuals (per sample)."""
     d = C64.shape[1]
-    for p in numba.prange(act.size):
-        i = act[p]
-        ms = m[i]
-        Si = S[i, :ms]
-        z = Z64[i]
-        CS = np.empty((ms, d))
+    i = act[p]
+    ms = m[i]
+    Si = S[i, :ms]
+    z = Z64[i]
+    CS = np.empty((ms, d))
+    for a in range(ms):
+        CS[a] = C64[Si[a]]
+    q = np.dot(CS, z)
+    if has_gram:
+        GS = np.empty((ms, ms))
         for a in range(ms):
-            CS[a] = C64[Si[a]]
-        q = np.dot(CS, z)
-        if has_gram:
-            GS = np.empty((ms, ms))
-            for a in range(ms):
-                for b in range(ms):
-                    GS[a, b] = G[Si[a], Si[b]]
-        else:
-            GS = np.dot(CS, CS.T)
-        x, good = _nnqp(GS, q - half[i], _BPP_FULL)
-        if not good:
-            ok[i] = False
-            continue
-        r = z - np.dot(x, CS)
-        R[i] = r
-        cs = q - np.dot(GS, x)  # exact correlations on the working set
-        sx, xcs, in_max = 0.0, 0.0, -np.inf
+            for b in range(ms):
+                GS[a, b] = G[Si[a], Si[b]]
+    else:
+        GS = np.dot(CS, CS.T)
+    x, good = _nnqp(GS, q - half[i], _BPP_FULL)
+    if not good:
+        ok[i] = False
+        return
+    r = z - np.dot(x, CS)
+    R[i] = r
+    cs = q - np.dot(GS, x)  # exact correlations on the working set
+    sx, xcs, in_max = 0.0, 0.0, -np.inf
+    for a in range(ms):
+        X[i, a] = x[a]
+        sx += x[a]
+        xcs += x[a] * cs[a]
+        in_max = max(in_max, cs[a])
+    stats[i, 0] = np.dot(r, r)
+    stats[i, 1] = sx
+    stats[i, 2] = xcs
+    stats[i, 3] = in_max
+    if has_gram:  # C r = C z - G[S]^T x, float64
+        row = corr[p]
+        row[:] = c64[i]
         for a in range(ms):
-            X[i, a] = x[a]
-            sx += x[a]
-            xcs += x[a] * cs[a]
-            in_max = max(in_max, cs[a])
-        stats[i, 0] = np.dot(r, r)
-        stats[i, 1] = sx
-        stats[i, 2] = xcs
-        stats[i, 3] = in_max
-        if has_gram:  # C r = C z - G[S]^T x, float64
-            row = corr[p]
-            row[:] = c64[i]
-            for a in range(ms):
-                if x[a] != 0.0:
-                    g = G[Si[a]]
-                    for j in range(row.size):
-                        row[j] -= x[a] * g[j]
+            if x[a] != 0.0:
+                g = G[Si[a]]
+                for j in range(row.size):
+                    row[j] -= x[a] * g[j]
 
 
-def _check_py(act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out, info,
+@numba.njit(cache=True, nogil=True)
+def _check_one(p, act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out, info,
               rnd, tol, add, band_factor, cap, first_size):
     """KKT test, duality gap and the next working set of the samples ``act``.
 
@@ -176,99 +180,121 @@ def _check_py(act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_ou
     objective, relative gap, converged).
     """
     k, d = C64.shape
-    for p in numba.prange(act.size):
-        i = act[p]
-        if not ok[i]:
-            done_out[p] = True
-            continue
-        h = half[i]
-        row = corr[p]
-        ms = m[i]
-        rr, sx, xcs, in_max = stats[i, 0], stats[i, 1], stats[i, 2], stats[i, 3]
-        rnorm = np.sqrt(max(rr, 0.0))
-        # rounding of the float64 KKT test: the dot products (8 sqrt(d) eps ||r||)
-        # and the residual (64 eps (||z|| + sum x)), times (1 + sum x) on the
-        # Gram route, whose correlations subtract sum x_j G_j from C z
-        kkt_eps = 8 * np.sqrt(d) * _EPS * rnorm + 64 * _EPS * (znorm[i] + sx)
-        if exact:
-            kkt_eps *= 1.0 + sx
-            band = kkt_eps
-        else:
-            band = band_factor * rnorm
-        for a in range(ms):
-            row[S[i, a]] = -np.inf
-        vi = np.empty(k, dtype=np.int64)
-        vv = np.empty(k)
-        nv = 0
-        out_max = -np.inf
-        for j in range(k):
-            v = row[j]
-            if v > h - band:
-                if v > h + band:  # a violator whatever the rounding
-                    out_max = max(out_max, v + band)
+    i = act[p]
+    if not ok[i]:
+        done_out[p] = True
+        return
+    h = half[i]
+    row = corr[p]
+    ms = m[i]
+    rr, sx, xcs, in_max = stats[i, 0], stats[i, 1], stats[i, 2], stats[i, 3]
+    rnorm = np.sqrt(max(rr, 0.0))
+    # rounding of the float64 KKT test: the dot products (8 sqrt(d) eps ||r||)
+    # and the residual (64 eps (||z|| + sum x)), times (1 + sum x) on the
+    # Gram route, whose correlations subtract sum x_j G_j from C z
+    kkt_eps = 8 * np.sqrt(d) * _EPS * rnorm + 64 * _EPS * (znorm[i] + sx)
+    if exact:
+        kkt_eps *= 1.0 + sx
+        band = kkt_eps
+    else:
+        band = band_factor * rnorm
+    for a in range(ms):
+        row[S[i, a]] = -np.inf
+    vi = np.empty(k, dtype=np.int64)
+    vv = np.empty(k)
+    nv = 0
+    out_max = -np.inf
+    for j in range(k):
+        v = row[j]
+        if v > h - band:
+            if v > h + band:  # a violator whatever the rounding
+                out_max = max(out_max, v + band)
+                vi[nv] = j
+                vv[nv] = v
+                nv += 1
+            else:  # within rounding distance: the float64 value decides
+                e = v if exact else np.dot(C64[j], R[i])
+                out_max = max(out_max, e)
+                if e > h + kkt_eps:
                     vi[nv] = j
-                    vv[nv] = v
+                    vv[nv] = e
                     nv += 1
-                else:  # within rounding distance: the float64 value decides
-                    e = v if exact else np.dot(C64[j], R[i])
-                    out_max = max(out_max, e)
-                    if e > h + kkt_eps:
-                        vi[nv] = j
-                        vv[nv] = e
-                        nv += 1
-        mx = max(in_max, out_max)
-        s = h / mx if mx > h else 1.0
-        obj = rr + 2.0 * h * sx
-        g = (1.0 - s) ** 2 * rr + 2.0 * h * sx - 2.0 * s * xcs
-        rel = max(g, 0.0) / max(obj, 1e-300)
-        done = rel <= tol or mx <= h + kkt_eps
-        info[i, 0] = max(rnd, 1)
-        info[i, 1] = obj
-        info[i, 2] = rel
-        info[i, 3] = 1.0 if done else 0.0
-        warm = rnd == 0 and ms > 0  # a warm start: solve on its support first
-        if not warm and (done or (rnd > 0 and rnd >= info[i, 4])):
-            if rnd == 0:
-                m[i] = 0  # the zero code is optimal
-            done_out[p] = True
-            continue
-        if nv == 0 and not warm:  # not done, no violator: an inexact subproblem
-            ok[i] = False
-            done_out[p] = True
-            continue
-        # keep the support, append the most violating concepts
-        keep = ms
-        if rnd > 0:
-            keep = 0
-            for a in range(ms):
-                if X[i, a] > 0.0:
-                    keep += 1
-        n_add = min(nv, (first_size if rnd == 0 else add), cap - keep)
-        if n_add <= 0 and not warm:  # the working set is full: finish with its best iterate
-            done_out[p] = True
-            continue
-        n_add = max(n_add, 0)
-        if rnd > 0:
-            c = 0
-            for a in range(ms):
-                if X[i, a] > 0.0:
-                    S[i, c] = S[i, a]
-                    c += 1
-        if n_add < nv:
-            order = np.argsort(-vv[:nv])[:max(n_add, 1)]
-        else:
-            order = np.arange(nv)
-        for a in range(n_add):
-            S[i, keep + a] = vi[order[a]]
-        m[i] = keep + n_add
-        for a in range(m[i]):
-            X[i, a] = 0.0
+    mx = max(in_max, out_max)
+    s = h / mx if mx > h else 1.0
+    obj = rr + 2.0 * h * sx
+    g = (1.0 - s) ** 2 * rr + 2.0 * h * sx - 2.0 * s * xcs
+    rel = max(g, 0.0) / max(obj, 1e-300)
+    done = rel <= tol or mx <= h + kkt_eps
+    info[i, 0] = max(rnd, 1)
+    info[i, 1] = obj
+    info[i, 2] = rel
+    info[i, 3] = 1.0 if done else 0.0
+    warm = rnd == 0 and ms > 0  # a warm start: solve on its support first
+    if not warm and (done or (rnd > 0 and rnd >= info[i, 4])):
+        if rnd == 0:
+            m[i] = 0  # the zero code is optimal
+        done_out[p] = True
+        return
+    if nv == 0 and not warm:  # not done, no violator: an inexact subproblem
+        ok[i] = False
+        done_out[p] = True
+        return
+    # keep the support, append the most violating concepts
+    keep = ms
+    if rnd > 0:
+        keep = 0
+        for a in range(ms):
+            if X[i, a] > 0.0:
+                keep += 1
+    n_add = min(nv, (first_size if rnd == 0 else add), cap - keep)
+    if n_add <= 0 and not warm:  # the working set is full: finish with its best iterate
+        done_out[p] = True
+        return
+    n_add = max(n_add, 0)
+    if rnd > 0:
+        c = 0
+        for a in range(ms):
+            if X[i, a] > 0.0:
+                S[i, c] = S[i, a]
+                c += 1
+    if n_add < nv:
+        order = np.argsort(-vv[:nv])[:max(n_add, 1)]
+    else:
+        order = np.arange(nv)
+    for a in range(n_add):
+        S[i, keep + a] = vi[order[a]]
+    m[i] = keep + n_add
+    for a in range(m[i]):
+        X[i, a] = 0.0
 
 
-_subsolve_par = numba.njit(parallel=True, cache=True, nogil=True)(_subsolve_py)
-_subsolve_ser = numba.njit(cache=True, nogil=True)(_subsolve_py)
-_check_par = numba.njit(parallel=True, cache=True, nogil=True)(_check_py)
-_check_ser = numba.njit(cache=True, nogil=True)(_check_py)
+# the drivers: the samples in parallel (numba's threads) or, for a few, serially
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _subsolve_par(act, C64, Z64, G, has_gram, c64, half, S, m, X, R, stats, ok, corr):
+    for p in numba.prange(act.size):
+        _subsolve_one(p, act, C64, Z64, G, has_gram, c64, half, S, m, X, R, stats, ok, corr)
+
+
+@numba.njit(cache=True, nogil=True)
+def _subsolve_ser(act, C64, Z64, G, has_gram, c64, half, S, m, X, R, stats, ok, corr):
+    for p in range(act.size):
+        _subsolve_one(p, act, C64, Z64, G, has_gram, c64, half, S, m, X, R, stats, ok, corr)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _check_par(act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out, info,
+               rnd, tol, add, band_factor, cap, first_size):
+    for p in numba.prange(act.size):
+        _check_one(p, act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out,
+                   info, rnd, tol, add, band_factor, cap, first_size)
+
+
+@numba.njit(cache=True, nogil=True)
+def _check_ser(act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out, info,
+               rnd, tol, add, band_factor, cap, first_size):
+    for p in range(act.size):
+        _check_one(p, act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out,
+                   info, rnd, tol, add, band_factor, cap, first_size)
 
 
 def solve_batch(C64, Ck, gram, Z64, half, *, tol, max_rounds, working_set, max_add,

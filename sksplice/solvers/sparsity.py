@@ -234,6 +234,9 @@ def nonzero_path_l1(C64, Z64, n_nonzero, *, max_steps=None):
     if n == 0:
         return best_l1, best_support, steps_out
 
+    # a segment's support has a positive definite Gram block, hence at most
+    # n_features concepts: no segment comes closer to n_nonzero than this
+    floor = max(int(n_nonzero) - Z64.shape[1], 0)
     c = Z64 @ C64.T
     lam, j0 = c.max(dim=1)
     lam0 = lam.clone()
@@ -290,7 +293,8 @@ def nonzero_path_l1(C64, Z64, n_nonzero, *, max_steps=None):
         c = c - t[:, None] * a
         lam = lam - t
         leaving = t_leave <= t_enter
-        finished = (best_diff[act] == 0) | (lam <= 1e-12 * lam0) | (info != 0) | ~torch.isfinite(t)
+        finished = ((best_diff[act] == floor) | (lam <= 1e-12 * lam0) | (info != 0)
+                    | ~torch.isfinite(t))
         # update the supports: drop the leaving concept, append the entering one
         drop = leaving & ~finished
         dropped = torch.where(drop, S.gather(1, i_leave.unsqueeze(1)).squeeze(1), -1)
