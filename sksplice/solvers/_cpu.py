@@ -357,22 +357,22 @@ def solve_batch(C64, Ck, gram, Z64, half, *, tol, max_rounds, working_set, max_a
     half = np.ascontiguousarray(half, dtype=np.float64)
     exact = gram is not None
     band_factor = 1.01 * (d + 4) * float(np.finfo(Ck.dtype).eps) / 2
-    if exact:
-        c64 = Z64 @ C64.T
-        gram_arg = gram
-    else:
-        c64 = np.zeros((1, 1))
-        gram_arg = np.zeros((1, 1))
+    c64 = np.zeros((1, 1))
+    gram_arg = gram if exact else np.zeros((1, 1))
     parallel = n >= _PARALLEL_MIN_SAMPLES and numba.get_num_threads() > 1
     subsolve, check = (_subsolve_par, _check_par) if parallel else (_subsolve_ser, _check_ser)
     scope = blas_scope if (parallel and blas_scope is not None) else None
     act = np.arange(n, dtype=np.int64)
-    corr = c64.copy() if exact else (Z64.astype(Ck.dtype) @ Ck.T)
+    # the first check (the zero code) on the batched correlations in Ck's dtype,
+    # re-checked in float64 near the threshold, on both routes: samples whose
+    # code is empty (large l1) never need the float64 C z of the Gram route
+    corr = Z64.astype(Ck.dtype) @ Ck.T
     tol = float(tol)
     for rnd in range(max_rounds + 1):
         done = np.zeros(act.size, dtype=bool)
         add = min(add_cap, max(1, int(max_add)) * 2 ** max(rnd - 1, 0), k)
-        args = (act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done, info,
+        args = (act, corr, exact and rnd > 0, C64, R, half, S, m, X, stats, znorm, ok, done,
+                info,
                 rnd, tol, add, band_factor, cap, max(1, int(working_set)))
         if scope is None:
             check(*args)
@@ -382,6 +382,9 @@ def solve_batch(C64, Ck, gram, Z64, half, *, tol, max_rounds, working_set, max_a
         act = act[~done]
         if act.size == 0:
             break
+        if exact and rnd == 0:  # C z in float64 for the Gram route's correlations
+            c64 = np.zeros((n, k))
+            c64[act] = Z64[act] @ C64.T
         corr = np.empty((act.size, k), dtype=np.float64 if exact else Ck.dtype)
         args = (act, C64, Z64, gram_arg, exact, c64, half, S, m, X, R, stats, ok, corr)
         if scope is None:
