@@ -1,8 +1,10 @@
 """Batched torch kernels shared by the solvers (working sets, Gram blocks, pivoting).
 
-:func:`working_set_solve` is the exact core: :class:`~sksplice.solvers.ActiveSetSolver`
-runs it, ADMM uses it for screening and polishing, and the target-sparsity
-mode for its final solve; the homotopy of ``sparsity.py`` reuses
+:func:`working_set_solve` is the working-set solver's device kernel:
+:class:`~sksplice.solvers.ActiveSetSolver` runs it on CUDA (and on the CPU
+with ``compiled=False``, or for the rare singular samples of the CPU kernel,
+:mod:`~sksplice.solvers._cpu`), and ADMM uses it for screening and polishing
+on its own device; the homotopy of ``sparsity.py`` reuses
 :func:`gram_columns` and :func:`combine`.
 
 Padding convention
