@@ -158,19 +158,11 @@ def _subsolve_one(p, act, C64, Z64, G, has_gram, c64, half, S, m, X, R, stats, o
     stats[i, 1] = sx
     stats[i, 2] = xcs
     stats[i, 3] = in_max
-    if has_gram:  # C r = C z - G[S]^T x, float64
-        row = corr[p]
-        row[:] = c64[i]
-        for a in range(ms):
-            if x[a] != 0.0:
-                g = G[Si[a]]
-                for j in range(row.size):
-                    row[j] -= x[a] * g[j]
 
 
 @numba.njit(cache=True, nogil=True)
-def _check_one(p, act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out, info,
-              rnd, tol, add, band_factor, cap, first_size):
+def _check_one(p, act, corr, exact, G, c64, cmap, C64, R, half, S, m, X, stats, znorm, ok,
+               done_out, info, rnd, tol, add, band_factor, cap, first_size):
     """KKT test, duality gap and the next working set of the samples ``act``.
 
     ``rnd = 0`` is the check of the zero code (the first working set is the
@@ -185,8 +177,16 @@ def _check_one(p, act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, don
         done_out[p] = True
         return
     h = half[i]
-    row = corr[p]
     ms = m[i]
+    if exact:  # C r = C z - G[S]^T x, float64
+        row = c64[cmap[i]].copy()
+        for a in range(ms):
+            if X[i, a] != 0.0:
+                g = G[S[i, a]]
+                for j in range(row.size):
+                    row[j] -= X[i, a] * g[j]
+    else:  # (a float64 copy: one type for both routes)
+        row = corr[p].astype(np.float64)
     rr, sx, xcs, in_max = stats[i, 0], stats[i, 1], stats[i, 2], stats[i, 3]
     rnorm = np.sqrt(max(rr, 0.0))
     # rounding of the float64 KKT test: the dot products (8 sqrt(d) eps ||r||)
@@ -282,19 +282,19 @@ def _subsolve_ser(act, C64, Z64, G, has_gram, c64, half, S, m, X, R, stats, ok, 
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _check_par(act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out, info,
-               rnd, tol, add, band_factor, cap, first_size):
+def _check_par(act, corr, exact, G, c64, cmap, C64, R, half, S, m, X, stats, znorm, ok,
+               done_out, info, rnd, tol, add, band_factor, cap, first_size):
     for p in numba.prange(act.size):
-        _check_one(p, act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out,
-                   info, rnd, tol, add, band_factor, cap, first_size)
+        _check_one(p, act, corr, exact, G, c64, cmap, C64, R, half, S, m, X, stats, znorm, ok,
+                   done_out, info, rnd, tol, add, band_factor, cap, first_size)
 
 
 @numba.njit(cache=True, nogil=True)
-def _check_ser(act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out, info,
-               rnd, tol, add, band_factor, cap, first_size):
+def _check_ser(act, corr, exact, G, c64, cmap, C64, R, half, S, m, X, stats, znorm, ok,
+               done_out, info, rnd, tol, add, band_factor, cap, first_size):
     for p in range(act.size):
-        _check_one(p, act, corr, exact, C64, R, half, S, m, X, stats, znorm, ok, done_out,
-                   info, rnd, tol, add, band_factor, cap, first_size)
+        _check_one(p, act, corr, exact, G, c64, cmap, C64, R, half, S, m, X, stats, znorm, ok,
+                   done_out, info, rnd, tol, add, band_factor, cap, first_size)
 
 
 def solve_batch(C64, Ck, gram, Z64, half, *, tol, max_rounds, working_set, max_add,
@@ -358,6 +358,7 @@ def solve_batch(C64, Ck, gram, Z64, half, *, tol, max_rounds, working_set, max_a
     exact = gram is not None
     band_factor = 1.01 * (d + 4) * float(np.finfo(Ck.dtype).eps) / 2
     c64 = np.zeros((1, 1))
+    cmap = np.zeros(n, dtype=np.int64)  # sample -> its row of c64
     gram_arg = gram if exact else np.zeros((1, 1))
     parallel = n >= _PARALLEL_MIN_SAMPLES and numba.get_num_threads() > 1
     subsolve, check = (_subsolve_par, _check_par) if parallel else (_subsolve_ser, _check_ser)
@@ -371,9 +372,8 @@ def solve_batch(C64, Ck, gram, Z64, half, *, tol, max_rounds, working_set, max_a
     for rnd in range(max_rounds + 1):
         done = np.zeros(act.size, dtype=bool)
         add = min(add_cap, max(1, int(max_add)) * 2 ** max(rnd - 1, 0), k)
-        args = (act, corr, exact and rnd > 0, C64, R, half, S, m, X, stats, znorm, ok, done,
-                info,
-                rnd, tol, add, band_factor, cap, max(1, int(working_set)))
+        args = (act, corr, exact and rnd > 0, gram_arg, c64, cmap, C64, R, half, S, m, X, stats,
+                znorm, ok, done, info, rnd, tol, add, band_factor, cap, max(1, int(working_set)))
         if scope is None:
             check(*args)
         else:
@@ -382,10 +382,13 @@ def solve_batch(C64, Ck, gram, Z64, half, *, tol, max_rounds, working_set, max_a
         act = act[~done]
         if act.size == 0:
             break
-        if exact and rnd == 0:  # C z in float64 for the Gram route's correlations
-            c64 = np.zeros((n, k))
-            c64[act] = Z64[act] @ C64.T
-        corr = np.empty((act.size, k), dtype=np.float64 if exact else Ck.dtype)
+        if exact and rnd == 0:  # C z in float64 for the Gram route, rows of act only
+            corr = args = None  # frees the first correlations before c64
+            corr = np.zeros((1, 1), dtype=Ck.dtype)
+            c64 = np.empty((act.size, k))
+            np.matmul(Z64[act], C64.T, out=c64)
+            cmap[act] = np.arange(act.size)
+        corr = np.empty((1, 1) if exact else (act.size, k), dtype=Ck.dtype)
         args = (act, C64, Z64, gram_arg, exact, c64, half, S, m, X, R, stats, ok, corr)
         if scope is None:
             subsolve(*args)

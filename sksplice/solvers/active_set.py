@@ -214,7 +214,6 @@ class ActiveSetSolver(BaseSolver):
 
     def _cpu_views(self, C, dtype):
         """numpy views for the CPU kernel: float64 and correlation-dtype copies, the Gram."""
-        import torch
 
         C64, _, cache = self._prepared(C, np.float64)
         kdt = np.float32 if self.mixed_precision else np.dtype(dtype).type
@@ -226,7 +225,7 @@ class ActiveSetSolver(BaseSolver):
             if self._gram_fits(C64n.shape[0]):
                 gram = cache.get("gram")
                 if gram is None:
-                    gram = cache["gram"] = torch.from_numpy(C64n @ C64n.T)
+                    gram = cache["gram"] = C64 @ C64.T  # shared with the device kernel
                 gram = gram.numpy()
             cache[key] = (C64n, Ck, gram)
         return cache[key]
