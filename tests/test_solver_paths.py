@@ -111,19 +111,39 @@ def test_per_sample_penalties_match_separate_solves(lvis_rows):
     np.testing.assert_allclose(lasso.objective, res.objective[:4], rtol=1e-6)
 
 
-def test_thread_policy_is_scoped(lvis_rows):
-    from sksplice.solvers._threads import solve_threads, thread_scope
+def test_no_process_wide_thread_state_changes(lvis, micrographs, clip_image_mean):
+    # a library call leaves the caller's torch and numba thread counts alone
+    import numba
 
-    before = torch.get_num_threads()
-    assert solve_threads(1, 1203, 512) == 1
-    assert solve_threads(4096, 10000, 512) == before
-    assert solve_threads(1, 1203, 512, n_threads=3) == 3
-    with thread_scope(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
+    from sksplice import SpliceTransformer
+
+    names, E = lvis
+    X = micrographs[0][:40]
+    n_numba = min(2, numba.config.NUMBA_NUM_THREADS)
+    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        numba.set_num_threads(n_numba)
+        st = SpliceTransformer(l1=0.25, dictionary=ConceptDictionary(names, E),
+                               image_mean=clip_image_mean, device="cpu").fit()
+        st.transform(X[:1])
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (2, n_numba)
+        st.transform(X)
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (2, n_numba)
+        # an explicit n_threads is set for the call and restored after it
+        st.set_params(solver=ActiveSetSolver(device="cpu", n_threads=1)).fit()
+        st.transform(X)
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (2, n_numba)
+    finally:
+        torch.set_num_threads(torch_before)
+        numba.set_num_threads(numba_before)
+
+
+def test_explicit_n_threads_gives_the_same_codes(lvis_rows):
     C, Z = lvis_rows
-    ActiveSetSolver(device="cpu").solve(C, Z, 0.25)
-    assert torch.get_num_threads() == before
+    default = ActiveSetSolver(device="cpu").solve(C, Z, 0.25)
+    one = ActiveSetSolver(device="cpu", n_threads=1).solve(C, Z, 0.25)
+    np.testing.assert_array_equal(one.codes, default.codes)
 
 
 def test_solve_batched_small_batches_and_csr(lvis_rows):
@@ -243,3 +263,45 @@ def test_single_sample_path_float32_and_singular_fallback():
         np.testing.assert_allclose(res.objective, ref.objective[[0, 0]], rtol=1e-6)
     r32 = ActiveSetSolver(device="cpu").solve(C, z[None].astype(np.float32), 0.05)
     assert r32.codes.dtype == np.float32 and r32.converged.all()
+
+
+def test_tensors_reach_the_kernels_without_a_numpy_round_trip(lvis_rows, monkeypatch):
+    # a CPU tensor stands in for a device batch: it reaches the torch kernel as a
+    # tensor (active_set, and ADMM's screening and polishing), with no numpy
+    # conversion before the result is assembled
+    from sksplice.solvers import active_set as active_set_module
+    from sksplice.solvers import admm as admm_module
+
+    C, Z = lvis_rows
+    Zt = torch.from_numpy(Z[:6].copy())
+    ref = ActiveSetSolver(device="cpu").solve(C, Z[:6], 0.25)
+    ref_admm = ADMMSolver(device="cpu").solve(C, Z[:6], 0.25)
+    conversions, seen = [], []
+    real_numpy = torch.Tensor.numpy
+
+    def counting_numpy(self, *args, **kwargs):
+        conversions.append(tuple(self.shape))
+        return real_numpy(self, *args, **kwargs)
+
+    def no_array(self, *args, **kwargs):
+        raise AssertionError("a tensor was converted with np.asarray")
+
+    monkeypatch.setattr(torch.Tensor, "numpy", counting_numpy)
+    monkeypatch.setattr(torch.Tensor, "__array__", no_array)
+    for module in (active_set_module, admm_module):
+        def spy(Ck, C64, Z64, half, _real=module.working_set_solve, **kw):
+            support = kw.get("support")
+            seen.append((isinstance(Z64, torch.Tensor) and Z64.device == Zt.device,
+                         support is None or isinstance(support, torch.Tensor), len(conversions)))
+            out = _real(Ck, C64, Z64, half, **kw)
+            assert isinstance(out["codes"], torch.Tensor)
+            return out
+
+        monkeypatch.setattr(module, "working_set_solve", spy)
+    res = ActiveSetSolver(device="cpu").solve(C, Zt, 0.25, check_input=False)
+    conversions.clear()  # (the first result's, at its edge)
+    res_admm = ADMMSolver(device="cpu").solve(C, Zt, 0.25, check_input=False)
+    assert len(seen) == 3, seen  # active_set; ADMM's screening and polishing
+    assert all(is_tensor and support_ok and n == 0 for is_tensor, support_ok, n in seen), seen
+    np.testing.assert_allclose(res.codes, ref.codes, atol=1e-12)
+    np.testing.assert_allclose(res_admm.codes, ref_admm.codes, atol=1e-12)

@@ -7,11 +7,11 @@ Each solver computes, for every centred input row ``z``::
 and returns a :class:`SolverResult` (codes plus per-sample iterations,
 objective, relative duality gap and convergence flags).
 
-Layout: ``_base`` (the contract and the duality gap), ``_kernels`` (the
-batched working-set core shared by the solvers), ``_threads`` (the thread
-policy), one module per solver, ``sparsity`` (target sparsity), ``_registry``
-(the registry and :func:`get_solver`) and ``_batched`` (:func:`solve_batched`,
-the one decomposition loop every estimator uses).
+Layout: ``_base`` (the contract and the duality gap), the working-set
+solver's two kernels -- ``_cpu`` (numba, every CPU solve) and ``_kernels``
+with ``_subproblems`` (batched torch, for devices) -- one module per solver,
+``sparsity`` (target sparsity), ``_registry`` (the registry and
+:func:`get_solver`) and ``_batched`` (the deprecated :func:`solve_batched`).
 """
 
 from __future__ import annotations

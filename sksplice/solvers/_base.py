@@ -30,9 +30,11 @@ in which both terms are nonnegative for feasible ``s``.  The *relative* gap is
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from .._utils import resolve_device, to_numpy, to_tensor
 
@@ -277,6 +279,7 @@ class BaseSolver:
             t0 = time.perf_counter()
             res = self._solve(C, Z, float(l1), init, sparse=bool(sparse_output))
             res.time = time.perf_counter() - t0
+            self._warn_unconverged(res)
             return res
         Z = np.asarray(Z)
         if Z.dtype not in (np.float32, np.float64):
@@ -318,7 +321,22 @@ class BaseSolver:
             results.append(res)
         res = SolverResult.concatenate(results)
         res.time = time.perf_counter() - t0
+        self._warn_unconverged(res)
         return res
+
+    def _warn_unconverged(self, res):
+        """A ``ConvergenceWarning`` naming the worst gap when a sample stopped early."""
+        bad = ~np.asarray(res.converged, dtype=bool)
+        if not bad.any():
+            return
+        worst = float(np.max(np.asarray(res.gap)[bad]))
+        warnings.warn(
+            f"{self.name}: {int(bad.sum())} of {bad.size} samples stopped at the iteration "
+            f"budget max_iter={self.max_iter} (or a full working set) before tol={self.tol:g}, "
+            f"with their best iterate (worst relative duality gap {worst:.3g}); increase "
+            "max_iter or tol.",
+            ConvergenceWarning, stacklevel=3,
+        )
 
     def _solve(self, C, Z, l1, init, sparse=False):  # pragma: no cover - abstract
         raise NotImplementedError

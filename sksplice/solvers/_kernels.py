@@ -1,8 +1,10 @@
 """Batched torch kernels shared by the solvers (working sets, Gram blocks, pivoting).
 
-:func:`working_set_solve` is the exact core: :class:`~sksplice.solvers.ActiveSetSolver`
-runs it, ADMM uses it for screening and polishing, and the target-sparsity
-mode for its final solve; the homotopy of ``sparsity.py`` reuses
+:func:`working_set_solve` is the working-set solver's device kernel:
+:class:`~sksplice.solvers.ActiveSetSolver` runs it on CUDA (and on the CPU
+with ``compiled=False``, or for the rare singular samples of the CPU kernel,
+:mod:`~sksplice.solvers._cpu`), and ADMM uses it for screening and polishing
+on its own device; the homotopy of ``sparsity.py`` reuses
 :func:`gram_columns` and :func:`combine`.
 
 Padding convention
@@ -23,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 
 from ._subproblems import fallback_subproblem, nnqp_bpp
-from ._threads import thread_scope
 
 __all__ = ["combine", "gram_columns", "working_set_solve"]
 
@@ -46,7 +47,7 @@ _TOL_EPS_FACTOR = 50
 
 def working_set_solve(Ck, C64, Z64, half, *, out_dtype=None, tol=1e-6, max_rounds=100,
                       working_set=16, max_add=16, support=None, corr0=None, gram=None,
-                      sparse=False, matmul_threads=None):
+                      sparse=False):
     """Exact nonnegative lasso for a batch by working sets (torch tensors in and out).
 
     Parameters
@@ -84,9 +85,6 @@ def working_set_solve(Ck, C64, Z64, half, *, out_dtype=None, tol=1e-6, max_round
         Return the codes as CSR parts (``indptr``, ``indices``, ``data``
         numpy arrays) built from the final working sets, instead of a dense
         tensor.
-    matmul_threads : int, default=None
-        torch threads for the batched correlation matmuls only (the many
-        small steps run with the caller's setting); ``None``: unchanged.
 
     Returns
     -------
@@ -137,8 +135,7 @@ def working_set_solve(Ck, C64, Z64, half, *, out_dtype=None, tol=1e-6, max_round
         c64 = Z64 @ C64.T
         corr0 = c64 if corr0 is None else corr0
     elif corr0 is None:
-        with thread_scope(matmul_threads or torch.get_num_threads()):
-            corr0 = torch.mm(Z64.to(kdt), Ck.T, out=corr_buf)
+        corr0 = torch.mm(Z64.to(kdt), Ck.T, out=corr_buf)
     m0 = min(k, max(1, int(working_set)))
     if support is not None:
         m_sup = int(support.sum(dim=1).max().item())
@@ -173,8 +170,7 @@ def working_set_solve(Ck, C64, Z64, half, *, out_dtype=None, tol=1e-6, max_round
             x[ri] = fallback_subproblem(C64, Za[ri], S[ri], valid[ri], h[ri])
         # 2. residuals and one batched KKT check
         R = Za - combine(S, x, C64)
-        with thread_scope(matmul_threads or torch.get_num_threads()):
-            corr = torch.mm(R.to(kdt), Ck.T, out=corr_buf[:na])
+        corr = torch.mm(R.to(kdt), Ck.T, out=corr_buf[:na])
         # exclude the working set (pads leave their column alone)
         corr.scatter_reduce_(
             1, S, torch.where(valid, float("-inf"), float("inf")).to(kdt), reduce="amin")

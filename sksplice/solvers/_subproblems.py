@@ -25,6 +25,12 @@ _BPP_DUAL_EPS = 1e-11
 #: Relative threshold under which a passive ``x_i < 0`` counts as zero (the
 #: rounding of the solve itself, ~1000 eps).
 _BPP_PRIMAL_EPS = 1e-13
+#: Half penalties below this (relative to ``||z||``) make the fallback solve the
+#: nonnegative least-squares subproblem (scipy's exact active-set NNLS): its
+#: objective is within ``2 l1/2 sum(w)`` of the penalised one, below the
+#: rounding of the float64 KKT test, where coordinate descent at such an
+#: ``alpha`` needs its whole iteration budget (minutes at ``l1 = 1e-12``).
+_NNLS_BELOW = 1e-10
 #: Compact the live samples of a BPP loop once 40% have finished: copying the
 #: live rows costs about one pivoting step, so a smaller saving is not worth it.
 _BPP_COMPACT = 0.6
@@ -123,7 +129,8 @@ def fallback_subproblem(C64, Z64, S, valid, half):
     Used when a passive block is numerically singular (duplicated concepts,
     or ``l1 = 0`` with more working-set concepts than features).  Runs
     scikit-learn's ``Lasso(positive=True)`` (``LinearRegression(positive=True)``
-    for ``l1 = 0``) on each sample's working-set columns, to a tight tolerance.
+    for ``l1 = 0`` or a half penalty below ``1e-10 ||z||``, under the rounding
+    of the KKT test) on each sample's working-set columns, to a tight tolerance.
 
     Parameters
     ----------
@@ -156,7 +163,7 @@ def fallback_subproblem(C64, Z64, S, valid, half):
         if cols.size == 0:
             continue
         A = np.asfortranarray(C[S[i, cols]].T)
-        if h[i] > 0:
+        if h[i] > _NNLS_BELOW * np.linalg.norm(Z[i]):
             # tol=1e-14: the subproblem must be exact for the outer KKT test
             est = Lasso(alpha=h[i] / d, positive=True, fit_intercept=False,
                         tol=1e-14, max_iter=100000)

@@ -1,4 +1,4 @@
-"""Exact working-set (active-set) solver, batched in torch (CPU or CUDA).
+"""Exact working-set (active-set) solver: one CPU kernel (numba), one device kernel (torch).
 
 For each sample the problem ``min_{w >= 0} ||z - C^T w||^2 + l1 sum(w)`` is
 solved on a small *working set* ``S`` of concepts, and the full optimality
@@ -24,9 +24,16 @@ the whole batch:
   exchanges, which guarantees termination), batched over samples with
   padding and a Cholesky factorisation of each sample's passive block per
   pivoting step, warm-started from the previous round's support;
-* the Gram blocks ``G`` are built incrementally as the working sets grow,
-  from the dictionary rows, or gathered from the full Gram matrix
-  ``C C^T`` when it fits the memory budget ``gram_budget_mb``.
+* the Gram blocks ``G`` are computed on demand from the working set's
+  dictionary rows, or gathered from the full Gram matrix ``C C^T`` when it
+  fits the memory budget ``gram_budget_mb``.
+
+On the CPU the compiled kernel (:mod:`~sksplice.solvers._cpu`) runs the
+per-sample steps in parallel over numba's threads, with one BLAS product
+``R @ C.T`` per round for the batch; on a device (CUDA) the batched torch
+kernel (:mod:`~sksplice.solvers._kernels`) runs every step on padded
+tensors.  Both give the exact codes and are tested against each other and
+against scikit-learn (``compiled=False`` runs the torch kernel on the CPU).
 
 Every operation is per sample (padding never mixes samples), so the codes do
 not depend on which other samples share the batch.
@@ -41,24 +48,53 @@ pivoting).  C. L. Lawson and R. J. Hanson, "Solving Least Squares Problems",
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
-from .._utils import to_numpy, to_tensor
-from . import _compiled
+from .._utils import resolve_device, to_numpy, to_tensor
 from ._base import BaseSolver, SolverResult, torch_result
 from ._kernels import working_set_solve
-from ._single import solve_one
-from ._threads import solve_threads, thread_scope
 
 __all__ = ["GRAM_BUDGET_MB", "ActiveSetSolver"]
 
 #: Default memory budget of the precomputed Gram matrix ``C C^T`` (float64),
-#: in MB.  Measured with ``benchmarks/bench_solvers.py`` (docs/benchmarks.md):
-#: gathering the subproblem blocks from the Gram matrix beats computing them
-#: from the dictionary rows at every size that fits; 256 MB holds it up to
-#: 5,792 concepts (LVIS's 1,203 take 11.6 MB, 2,281 concepts 41.6 MB) and
-#: keeps the 10,000-concept vocabulary (800 MB) on the Gram-free path.
+#: in MB: within it, the kernels read the subproblem blocks and (on the CPU)
+#: the correlations from its columns instead of computing them.  256 MB holds
+#: it up to 5,792 concepts (LVIS's 1,203 take 11.6 MB, 2,281 concepts 41.6 MB);
+#: the 10,000-concept vocabulary (800 MB) computes its Gram columns on demand.
 GRAM_BUDGET_MB = 256
+
+_CONTROLLER = []
+
+
+def _blas_limit(n):
+    """threadpoolctl's BLAS limit of ``n`` threads (the controller is built once)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=int(n), user_api="blas")
+
+
+@contextmanager
+def _cpu_threads(n_threads):
+    """numba's (thread-local) count and BLAS set to ``n_threads``, restored on exit.
+
+    ``None`` leaves the caller's settings alone.
+    """
+    if n_threads is None:
+        yield
+        return
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        with _blas_limit(max(1, int(n_threads))):
+            yield
+    finally:
+        numba.set_num_threads(before)
 
 
 class ActiveSetSolver(BaseSolver):
@@ -94,15 +130,16 @@ class ActiveSetSolver(BaseSolver):
         within it, the subproblem blocks are gathered from the Gram matrix.
         ``0`` never forms it.  See :data:`GRAM_BUDGET_MB`.
     n_threads : int, default=None
-        Threads inside a solve.  ``None``: the many small steps on one
-        thread (fast on shared cores), and the batched correlation matmuls
-        (or the compiled kernel's samples) of batches above ``2**27``
-        multiply-adds with torch's current setting; an int: that many
-        threads throughout.
+        Threads of the CPU kernel: numba's threads for the per-sample steps
+        and BLAS's for the batched products, set for the call and restored
+        after it.  ``None`` leaves the caller's settings alone (numba's
+        ``set_num_threads``, threadpoolctl's limits); sksplice only limits
+        BLAS to one thread inside its own parallel steps, as scikit-learn's
+        k-means does.  The device kernel ignores it.
     compiled : bool, default=True
-        On the CPU, with the Gram matrix within budget and numba installed,
-        solve each sample with the compiled kernel (same algorithm and
-        exactness, no per-round overhead); ``False`` keeps the torch core.
+        On the CPU, solve with the compiled kernel (numba); ``False`` runs
+        the device kernel (batched torch) on the CPU instead.  Both give the
+        exact codes.
 
     Attributes
     ----------
@@ -127,6 +164,9 @@ class ActiveSetSolver(BaseSolver):
     at once, so the memory is about ``batch_size x n_concepts`` numbers
     (float32 ones with ``mixed_precision``) plus the dense codes (none with
     ``sparse_output=True``), and the Gram matrix within ``gram_budget_mb``.
+    On the CPU, the working sets hold at most ``n_features + 16 max_add``
+    concepts beyond the initial ones; a sample whose working set is full
+    stops with its best iterate (reported as not converged).
 
     Examples
     --------
@@ -162,100 +202,94 @@ class ActiveSetSolver(BaseSolver):
         Ck = C64 if kdt == torch.float64 else cache.get(("Ck", kdt))
         if Ck is None:
             Ck = cache[("Ck", kdt)] = C64.to(kdt)
-        k = C64.shape[0]
         gram = None
-        if 8.0 * k * k <= float(self.gram_budget_mb or 0) * 2**20:
+        if self._gram_fits(C64.shape[0]):
             gram = cache.get("gram")
             if gram is None:
                 gram = cache["gram"] = C64 @ C64.T
         return Ck, C64, gram, device
 
+    def _gram_fits(self, k):
+        return 8.0 * k * k <= float(self.gram_budget_mb or 0) * 2**20
+
+    def _cpu_views(self, C, dtype):
+        """numpy views for the CPU kernel: float64 and correlation-dtype copies, the Gram."""
+
+        C64, _, cache = self._prepared(C, np.float64)
+        kdt = np.float32 if self.mixed_precision else np.dtype(dtype).type
+        key = ("np", np.dtype(kdt).str)
+        if key not in cache:
+            C64n = np.ascontiguousarray(C64.numpy())
+            Ck = C64n if kdt == np.float64 else np.ascontiguousarray(C64n.astype(kdt))
+            gram = None
+            if self._gram_fits(C64n.shape[0]):
+                gram = cache.get("gram")
+                if gram is None:
+                    gram = cache["gram"] = C64 @ C64.T  # shared with the device kernel
+                gram = gram.numpy()
+            cache[key] = (C64n, Ck, gram)
+        return cache[key]
+
     def _run(self, C, Z, half, *, support=None, sparse=False):
-        """``working_set_solve`` on numpy inputs, under the thread policy."""
+        """The device kernel (``working_set_solve``) on numpy inputs or tensors."""
         import torch
 
         Ck, C64, gram, device = self._views(C, Z.dtype)
-        n_threads = solve_threads(Z.shape[0], C.shape[0], C.shape[1], self.n_threads)
-        # the many small steps on one thread, only the batched correlation
-        # matmuls with n_threads: small ops in a thread team collapse on shared cores
-        small = 1 if self.n_threads is None else n_threads
-        if device.type != "cpu":
-            n_threads = small = torch.get_num_threads()
-        with thread_scope(small), torch.inference_mode():
+        if isinstance(Z, torch.Tensor):
+            out_dtype = Z.dtype
+            Z64 = Z.to(device=device, dtype=torch.float64)
+        else:
+            out_dtype = getattr(torch, str(Z.dtype))
             Z64 = to_tensor(Z, device, torch.float64)
+        if isinstance(half, torch.Tensor):
+            half = half.to(device=device, dtype=torch.float64).expand(Z.shape[0])
+        else:
             half = to_tensor(np.broadcast_to(half, (Z.shape[0],)).copy(), device, torch.float64)
+        with torch.inference_mode():
             return working_set_solve(
-                Ck, C64, Z64, half, out_dtype=getattr(torch, str(Z.dtype)), tol=self.tol,
+                Ck, C64, Z64, half, out_dtype=out_dtype, tol=self.tol,
                 max_rounds=int(self.max_iter), working_set=int(self.working_set),
                 max_add=int(self.max_add), support=support, gram=gram, sparse=sparse,
-                matmul_threads=n_threads,
             )
 
-    def _solve_single(self, C, Z, l1, sparse):
-        """One CPU sample through the numpy latency path (``None``: use the batched core)."""
+    def _uses_cpu_kernel(self, Z):
+        import torch
+
+        if not self.compiled or isinstance(Z, torch.Tensor):
+            return False
+        return resolve_device(self.device).type == "cpu"
+
+    def _solve_cpu(self, C, Z, half, support, sparse):
+        """The batch through the CPU kernel; singular samples through the fallback."""
         import scipy.sparse as sp
 
-        Ck, C64, gram, device = self._views(C, Z.dtype)
-        if device.type != "cpu":
-            return None
-        with thread_scope(solve_threads(1, *C.shape, self.n_threads)):
-            one = solve_one(
-                C64.numpy(), Ck, None if gram is None else gram.numpy(),
-                np.asarray(Z[0], dtype=np.float64), float(l1) / 2.0, tol=self.tol,
-                max_rounds=int(self.max_iter), working_set=int(self.working_set),
-                max_add=int(self.max_add), out_dtype=Z.dtype,
-            )
-        if one is None:
-            return None
-        cols, vals, (rounds, obj, rel, done) = one
-        k = C.shape[0]
-        if sparse:
-            codes = sp.csr_matrix((vals, cols.astype(np.int32), np.array([0, cols.size])),
-                                  shape=(1, k))
-        else:
-            codes = np.zeros((1, k), dtype=Z.dtype)
-            codes[0, cols] = vals
-        return SolverResult(codes=codes, n_iter=np.array([rounds]), objective=np.array([obj]),
-                            gap=np.array([rel]), converged=np.array([done]), solver=self.name)
+        from ._cpu import solve_batch
 
-    def _solve_compiled(self, C, Z, half, sparse):
-        """The batch through the compiled kernel (``None`` when it does not apply)."""
-        import scipy.sparse as sp
-
-        if not (self.compiled and _compiled.available()):
-            return None
-        _, C64, gram, device = self._views(C, Z.dtype)
-        if device.type != "cpu" or gram is None:
-            return None
-        import numba
-
+        C64, Ck, gram = self._cpu_views(C, Z.dtype)
         n, k = Z.shape[0], C.shape[0]
-        threads = solve_threads(n, k, C.shape[1], self.n_threads)
-        with thread_scope(threads):
-            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-            Z64 = np.ascontiguousarray(Z, dtype=np.float64)
-            out = _compiled.solve_gram_batch(
-                gram.numpy(), Z64 @ C64.numpy().T, np.einsum("ij,ij->i", Z64, Z64),
-                np.broadcast_to(np.asarray(half, dtype=np.float64), (n,)).copy(),
-                tol=max(float(self.tol), 50 * float(np.finfo(Z.dtype).eps)),
-                max_rounds=int(self.max_iter), working_set=int(self.working_set),
-                max_add=int(self.max_add), d=C.shape[1])
-        counts = np.maximum(out["counts"], 0)
-        mask = np.arange(out["S"].shape[1]) < counts[:, None]
-        mask &= out["ok"][:, None]
+        tol = max(float(self.tol), 50 * float(np.finfo(Z.dtype).eps))
+        with _cpu_threads(self.n_threads):
+            out = solve_batch(
+                C64, Ck, gram, np.ascontiguousarray(Z, dtype=np.float64),
+                np.broadcast_to(np.asarray(half, dtype=np.float64), (n,)),
+                tol=tol, max_rounds=int(self.max_iter), working_set=int(self.working_set),
+                max_add=int(self.max_add), support=support, blas_scope=_blas_limit)
+        width = out["S"].shape[1]
+        mask = (np.arange(width) < out["m"][:, None]) & (out["x"] > 0) & out["ok"][:, None]
         rows = np.nonzero(mask)[0]
         cols, vals = out["S"][mask], out["x"][mask]
         diag = {key: out[key] for key in ("rounds", "objective", "gap", "converged")}
         bad = np.flatnonzero(~out["ok"])
-        if bad.size:  # singular blocks: the torch core and its fallback
-            sub = self._run(C, Z[bad], np.broadcast_to(half, (n,))[bad], sparse=True)
+        if bad.size:  # singular blocks: the device kernel and its fallback
+            sub = self._run(C, Z[bad], np.broadcast_to(half, (n,))[bad],
+                            support=None if support is None else to_tensor(support[bad], "cpu"),
+                            sparse=True)
             data, indices, indptr = sub["codes"]
             rows = np.concatenate([rows, bad[np.repeat(np.arange(bad.size), np.diff(indptr))]])
             cols = np.concatenate([cols, indices])
             vals = np.concatenate([vals, data])
-            for key, name in (("rounds", "rounds"), ("objective", "objective"), ("gap", "gap"),
-                              ("converged", "converged")):
-                diag[key][bad] = to_numpy(sub[name])
+            for key in ("rounds", "objective", "gap", "converged"):
+                diag[key][bad] = to_numpy(sub[key])
         order = np.lexsort((cols, rows))
         rows, cols, vals = rows[order], cols[order], vals[order].astype(Z.dtype)
         if sparse:
@@ -269,26 +303,26 @@ class ActiveSetSolver(BaseSolver):
                             objective=diag["objective"], gap=diag["gap"],
                             converged=diag["converged"].astype(bool), solver=self.name)
 
-    def _solve(self, C, Z, l1, init, sparse=False):
+    def _solve_any(self, C, Z, half, support, sparse):
+        """Either kernel, by device; ``support`` a boolean array (or None)."""
         import scipy.sparse as sp
 
-        if init is None:
-            res = self._solve_compiled(C, Z, np.float64(l1) / 2.0, sparse)
-            if res is not None:
-                return res
-        if Z.shape[0] == 1 and init is None:
-            res = self._solve_single(C, Z, l1, sparse)
-            if res is not None:
-                return res
-        support = None
-        if init is not None:
-            support = to_tensor(np.asarray(init) > 0, self._prepared(C, np.float64)[1])
-        out = self._run(C, Z, np.float64(l1) / 2.0, support=support, sparse=sparse)
+        if self._uses_cpu_kernel(Z):
+            return self._solve_cpu(C, Z, half, support, sparse)
+        if support is not None:
+            support = to_tensor(support, self._prepared(C, np.float64)[1])
+        out = self._run(C, Z, half, support=support, sparse=sparse)
         codes = out["codes"]
         if sparse:
             codes = sp.csr_matrix(codes, shape=(Z.shape[0], C.shape[0]))
         return torch_result(self.name, codes, out["rounds"], out["objective"], out["gap"],
                             out["converged"])
+
+    def _solve(self, C, Z, l1, init, sparse=False):
+        support = None
+        if init is not None:
+            support = np.asarray(to_numpy(init)) > 0
+        return self._solve_any(C, Z, np.float64(l1) / 2.0, support, sparse)
 
     def solve_penalties(self, C, Z, l1, *, support=None):
         """Exact codes with a penalty per sample, warm-started from a support.
@@ -311,8 +345,7 @@ class ActiveSetSolver(BaseSolver):
         """
         l1 = np.asarray(l1, dtype=np.float64)
         if support is not None:
-            support = to_tensor(np.asarray(support, dtype=bool),
-                                self._prepared(C, np.float64)[1])
-        out = self._run(C, Z, l1 / 2.0, support=support)
-        return torch_result(self.name, out["codes"], out["rounds"], out["objective"], out["gap"],
-                            out["converged"])
+            support = np.asarray(support, dtype=bool)
+        res = self._solve_any(C, Z, l1 / 2.0, support, False)
+        self._warn_unconverged(res)
+        return res

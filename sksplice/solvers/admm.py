@@ -25,6 +25,10 @@ from ._kernels import working_set_solve
 
 __all__ = ["ADMMSolver"]
 
+#: Working-set rounds of the polishing step (each adds violators of ADMM's
+#: support; one or two suffice from a support at ``polish_tol``).
+_POLISH_ROUNDS = 100
+
 
 class ADMMSolver(BaseSolver):
     """Batched, per-sample adaptive ADMM (torch; CPU or CUDA).
@@ -134,27 +138,27 @@ class ADMMSolver(BaseSolver):
             raise ValueError(
                 f"warm_start={self.warm_start!r} is not supported; use 'zeros' or 'screen'."
             )
-        dtype = getattr(torch, str(Z.dtype))
-        Ct, device, cache = self._prepared(C, Z.dtype)
+        if isinstance(Z, torch.Tensor):  # a device batch stays on the device
+            dtype = Z.dtype
+        else:
+            dtype = getattr(torch, str(Z.dtype))
+        Ct, device, cache = self._prepared(C, str(dtype).replace("torch.", ""))
         if init is None and self.warm_start == "screen":
             with torch.inference_mode():
                 init = self._working_set(C, Ct, cache, Z, l1, max_rounds=1)["codes"]
-        res = self._admm(Ct, device, cache, Z, l1, init, dtype)
-        if not self.polish:
-            return res
-        with torch.inference_mode():
-            out = self._working_set(
-                C, Ct, cache, Z, l1, tol=self.tol, support=to_tensor(res.codes, device) > 0,
-                max_rounds=100,
-            )
-        res.codes = out["codes"].cpu().numpy()
-        rounds = out["rounds"].cpu().numpy()
-        res.n_iter = res.n_iter + rounds
-        res.objective = out["objective"].cpu().numpy()
-        res.gap = out["gap"].cpu().numpy()
-        res.converged = out["converged"].cpu().numpy()
-        res.extra["polish_rounds"] = rounds
-        return res
+        W, n_iter, objective, gap, converged, extra = self._admm(
+            Ct, device, cache, Z, l1, init, dtype)
+        if self.polish:
+            # ADMM's support, on the device, is the polishing's first working set
+            with torch.inference_mode():
+                out = self._working_set(C, Ct, cache, Z, l1, tol=self.tol, support=W > 0,
+                                        max_rounds=_POLISH_ROUNDS)
+            W, objective, gap, converged = (out[key] for key in
+                                            ("codes", "objective", "gap", "converged"))
+            n_iter = n_iter + out["rounds"]
+            extra["polish_rounds"] = out["rounds"]
+        # numpy at the edge, once
+        return torch_result(self.name, W, n_iter, objective, gap, converged, extra=extra)
 
     def _admm(self, Ct, device, cache, Z, l1, init, dtype):
         import torch
@@ -254,8 +258,6 @@ class ADMMSolver(BaseSolver):
                 x, v, u, b0, Zt = x[sel], v[sel], u[sel], b0[sel], Zt[sel]
                 level, idx = level[sel], idx[sel]
 
-        return torch_result(
-            self.name, W, n_iter, obj_out, gap_out, conv_out,
-            extra={"primal_residual": rprim, "dual_residual": rdual},
-        )
+        return (W, n_iter, obj_out, gap_out, conv_out,
+                {"primal_residual": rprim, "dual_residual": rdual})
 

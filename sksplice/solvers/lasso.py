@@ -48,7 +48,7 @@ class LassoSolver(BaseSolver):
     here, in float64) is at most ``tol``.  ``Lasso``'s own stopping rule is
     on another scale; samples it stops above ``tol`` are refitted, warm
     started, with a 100x tighter ``Lasso`` tolerance (up to
-    ``_REFITS`` times).
+    ``_REFITS`` times), within the same budget of ``max_iter`` epochs.
     """
 
     name = "sklearn"
@@ -70,9 +70,14 @@ class LassoSolver(BaseSolver):
         todo = np.arange(Z.shape[0])
         W_out = np.zeros((Z.shape[0], C.shape[0]))
         n_iter = np.zeros(Z.shape[0], dtype=np.int64)
+        budget = max(1, int(self.max_iter))
         for _ in range(_REFITS + 1):
+            # the refits share the sample's budget: max_iter epochs in all
+            left = budget - int(n_iter[todo].max(initial=0))
+            if left <= 0:
+                break
             Wt, it = self._fit(A, Z64[todo], None if W is None else W[todo], l1 / (2.0 * d),
-                               sk_tol)
+                               sk_tol, left)
             W_out[todo] = Wt
             n_iter[todo] += it
             obj, gap = objective_and_gap(C64, Z64[todo], Wt, l1)
@@ -86,7 +91,7 @@ class LassoSolver(BaseSolver):
             converged=gap <= self.tol, solver=self.name,
         )
 
-    def _fit(self, A, Z, init, alpha, sk_tol):
+    def _fit(self, A, Z, init, alpha, sk_tol, max_iter):
         """Per-sample ``Lasso`` fits over joblib workers."""
         n = Z.shape[0]
         n_jobs = self.n_jobs if self.n_jobs is not None else 1
@@ -94,7 +99,7 @@ class LassoSolver(BaseSolver):
         chunks = np.array_split(np.arange(n), n_chunks)
         parts = Parallel(n_jobs=n_jobs)(
             delayed(_lasso_chunk)(A, Z[ch], None if init is None else init[ch], alpha, sk_tol,
-                                  int(self.max_iter))
+                                  int(max_iter))
             for ch in chunks
         )
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -140,7 +140,31 @@ def solve_n_nonzero(C, Z, n_nonzero, *, solver="active_set", tol=1e-6, max_iter=
         parts.append(_final_solve(est, C, Zb, l1, support, steps))
     res = SolverResult.concatenate(parts)
     res.time = time.perf_counter() - t0
+    _warn_counts(res, int(n_nonzero), est)
     return res
+
+
+def _warn_counts(res, n_nonzero, est):
+    """A warning naming the rows whose codes do not have ``n_nonzero`` concepts."""
+    import warnings
+
+    import scipy.sparse as sp
+
+    codes = res.codes
+    counts = (np.diff(codes.indptr) if sp.issparse(codes)
+              else np.count_nonzero(np.asarray(codes) > 0, axis=1))
+    rows = np.flatnonzero(counts != n_nonzero)
+    if rows.size == 0:
+        return
+    listed = ", ".join(f"row {i}: {counts[i]}" for i in rows[:10])
+    warnings.warn(
+        f"n_nonzero={n_nonzero}: {rows.size} of {counts.size} rows have another number of "
+        f"concepts ({listed}{' ...' if rows.size > 10 else ''}). Their solution path has no "
+        "segment with exactly that many (at most n_features concepts, ties between "
+        f"duplicated concepts), or solver {est.name!r} stopped within its tolerance of a "
+        "breakpoint; solver='active_set' gives the path's count exactly.",
+        UserWarning, stacklevel=3,
+    )
 
 
 def _final_solve(est, C, Z, l1, support, steps):
@@ -210,6 +234,9 @@ def nonzero_path_l1(C64, Z64, n_nonzero, *, max_steps=None):
     if n == 0:
         return best_l1, best_support, steps_out
 
+    # a segment's support has a positive definite Gram block, hence at most
+    # n_features concepts: no segment comes closer to n_nonzero than this
+    floor = max(int(n_nonzero) - Z64.shape[1], 0)
     c = Z64 @ C64.T
     lam, j0 = c.max(dim=1)
     lam0 = lam.clone()
@@ -266,7 +293,8 @@ def nonzero_path_l1(C64, Z64, n_nonzero, *, max_steps=None):
         c = c - t[:, None] * a
         lam = lam - t
         leaving = t_leave <= t_enter
-        finished = (best_diff[act] == 0) | (lam <= 1e-12 * lam0) | (info != 0) | ~torch.isfinite(t)
+        finished = ((best_diff[act] == floor) | (lam <= 1e-12 * lam0) | (info != 0)
+                    | ~torch.isfinite(t))
         # update the supports: drop the leaving concept, append the entering one
         drop = leaving & ~finished
         dropped = torch.where(drop, S.gather(1, i_leave.unsqueeze(1)).squeeze(1), -1)
