@@ -49,6 +49,7 @@ __all__ = [
     "file_sha256",
     "get_cache_dir",
     "is_offline",
+    "source_url",
 ]
 
 #: Upstream root of the SpLiCE reference data (``vocab/``, ``means/``).
@@ -147,6 +148,27 @@ def data_url():
     return url if url.endswith("/") else url + "/"
 
 
+def source_url(relpath, url=None):
+    """Where :func:`fetch` downloads ``relpath`` from.
+
+    Parameters
+    ----------
+    relpath : str
+        The file's path under the download base (a registry's ``"path"``).
+    url : str, default=None
+        The upstream address (a registry's ``"url"``).
+
+    Returns
+    -------
+    url : str
+        ``url``, unless it is ``None`` or ``$SKSPLICE_DATA_URL`` is set: then
+        ``<data_url()>/<relpath>``.
+    """
+    if url is None or os.environ.get("SKSPLICE_DATA_URL", "").strip():
+        return data_url() + relpath
+    return url
+
+
 def file_sha256(path, chunk_size=1 << 20):
     """SHA-256 hex digest of a file, read in chunks.
 
@@ -210,8 +232,7 @@ def fetch(relpath, sha256, *, cache_dir=None, offline=None, what="data file", pr
         do not have the pinned digest (that download is deleted).
     """
     target = get_cache_dir(cache_dir) / relpath
-    if url is None or os.environ.get("SKSPLICE_DATA_URL", "").strip():
-        url = data_url() + relpath
+    url = source_url(relpath, url)
     mismatch = None
     if os.path.lexists(target):  # a folder, a pipe or a device there is refused by name
         check_regular_file(target, f"{what}: the cached file")

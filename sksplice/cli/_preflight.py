@@ -22,15 +22,6 @@ __all__ = ["PROBE_TIMEOUT", "check_files"]
 PROBE_TIMEOUT = 5.0
 
 
-def _data_url(entry):
-    """Where ``fetch`` downloads a registry entry from (``$SKSPLICE_DATA_URL`` first)."""
-    from .._download import data_url
-
-    if os.environ.get("SKSPLICE_DATA_URL", "").strip():
-        return data_url() + entry["path"]
-    return entry["url"]
-
-
 def _hub_url():
     """The Hugging Face Hub address (``$HF_ENDPOINT`` first), where open_clip tags come from."""
     endpoint = os.environ.get("HF_ENDPOINT", "").strip()
@@ -104,7 +95,7 @@ def missing_files(args, encoder, *, vocabulary, mean, images):
     missing : list of tuple
         Empty when everything is here.
     """
-    from .._download import get_cache_dir
+    from .._download import get_cache_dir, source_url
     from ..encoders import missing_weights
     from ..means import MEANS
     from ..vocabularies import VOCABULARIES
@@ -114,11 +105,11 @@ def missing_files(args, encoder, *, vocabulary, mean, images):
     entry = VOCABULARIES.get(args.vocabulary) if vocabulary else None
     if entry is not None and not (cache / entry["path"]).is_file():
         missing.append((f"the vocabulary {args.vocabulary!r}", str(cache / entry["path"]),
-                        _data_url(entry)))
+                        source_url(entry["path"], entry["url"])))
     key = _mean_key(args, encoder) if mean else None
     if key in MEANS and not (cache / MEANS[key]["path"]).is_file():
         missing.append((f"the reference image mean of {key}", str(cache / MEANS[key]["path"]),
-                        _data_url(MEANS[key])))
+                        source_url(MEANS[key]["path"], MEANS[key]["url"])))
     if images or (vocabulary and not _dictionary_cached(args, encoder, cache)):
         looked = missing_weights(encoder)
         if looked:
